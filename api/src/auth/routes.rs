@@ -1,0 +1,269 @@
+//! `/api/v1/auth`: signup, login, logout, profile, password change.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use drishtiksha_common::db::{self, users};
+
+use super::password::{self, Verified};
+use super::{AuthUser, COOKIE_NAME};
+use crate::envelope::{ok, with_status};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, str_field};
+use crate::ratelimit::{ClientIp, LoginLimiter};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/signup", post(signup))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/profile", get(get_profile).put(update_profile))
+        .route("/profile/password", put(change_password))
+}
+
+#[derive(Serialize)]
+struct AuthResponse {
+    user: users::User,
+    token: String,
+}
+
+/// Trimmed, lower-cased email if its syntax is acceptable.
+pub fn parse_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    if email.len() > 254 {
+        return None;
+    }
+    let (local, domain) = email.rsplit_once('@')?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+    (local_ok && domain_ok).then_some(email)
+}
+
+fn check_new_password(pw: Option<&str>, errors: &mut Vec<String>) {
+    let n = pw.map(|p| p.chars().count()).unwrap_or(0);
+    if n < 8 {
+        errors.push("Password must be at least 8 characters long".to_string());
+    } else if n > 128 {
+        errors.push("Password must be at most 128 characters long".to_string());
+    }
+}
+
+/// A trimmed name; `label` is "First name" / "Last name".
+fn check_name(v: Result<Option<String>, ()>, label: &str, required: bool, errors: &mut Vec<String>) -> Option<String> {
+    match v {
+        Ok(Some(s)) => {
+            let t = s.trim().to_string();
+            if t.is_empty() {
+                errors.push(format!("{label} is required"));
+                None
+            } else if t.chars().count() > 100 {
+                errors.push(format!("{label} must be at most 100 characters"));
+                None
+            } else {
+                Some(t)
+            }
+        }
+        Ok(None) if !required => None,
+        _ => {
+            errors.push(format!("{label} is required"));
+            None
+        }
+    }
+}
+
+async fn signup(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let mut errors = Vec::new();
+    let email = str_field(&body, "email").ok().flatten().and_then(|e| parse_email(&e));
+    if email.is_none() {
+        errors.push("Invalid email address".to_string());
+    }
+    let pw = str_field(&body, "password").ok().flatten();
+    check_new_password(pw.as_deref(), &mut errors);
+    let first = check_name(str_field(&body, "firstName"), "First name", true, &mut errors);
+    let last = check_name(str_field(&body, "lastName"), "Last name", true, &mut errors);
+    let (Some(email), Some(pw), Some(first), Some(last), true) = (email, pw, first, last, errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
+
+    let hash = password::hash(pw).await?;
+    let new = users::NewUser { id: Uuid::new_v4(), email: &email, first_name: &first, last_name: &last, password_hash: &hash };
+    let user = match users::insert(&state.db, new).await {
+        Ok(u) => u,
+        Err(e) if db::is_unique_violation(&e, users::EMAIL_UNIQUE) => {
+            return Err(ApiError::conflict("User with this email already exists"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (token, _) = state.jwt.issue(user.id, &user.email, user.role)?;
+    tracing::info!(user.id = %user.id, "account created");
+    Ok(with_status(StatusCode::CREATED, AuthResponse { user, token }, "User created successfully").into_response())
+}
+
+fn http_date(ts: DateTime<Utc>) -> String {
+    ts.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+fn auth_cookie(state: &AppState, token: &str, exp: i64) -> String {
+    let expires = DateTime::<Utc>::from_timestamp(exp, 0).unwrap_or_else(Utc::now);
+    let secure = if state.config.cookie_secure { "; Secure" } else { "" };
+    format!("{COOKIE_NAME}={token}; Path=/; Expires={}; HttpOnly; SameSite=Lax{secure}", http_date(expires))
+}
+
+async fn login(State(state): State<AppState>, ip: ClientIp, JsonBody(body): JsonBody) -> Response {
+    let email_raw = str_field(&body, "email").ok().flatten().unwrap_or_default();
+    let limiter = LoginLimiter::new(&state, &ip, &email_raw);
+    let verdict = limiter.check().await;
+    if let Some(rejection) = verdict.rejection() {
+        return verdict.decorate(rejection);
+    }
+    let resp = match login_inner(&state, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    let verdict = if resp.status().as_u16() >= 400 { limiter.record_failure(verdict).await } else { verdict };
+    verdict.decorate(resp)
+}
+
+async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) -> ApiResult<Response> {
+    let mut errors = Vec::new();
+    let email = str_field(body, "email").ok().flatten().and_then(|e| parse_email(&e));
+    if email.is_none() {
+        errors.push("A valid email is required".to_string());
+    }
+    let pw = str_field(body, "password").ok().flatten().filter(|p| !p.is_empty());
+    if pw.is_none() {
+        errors.push("Password is required".to_string());
+    }
+    let (Some(email), Some(pw)) = (email, pw) else {
+        return Err(ApiError::validation(errors));
+    };
+
+    let invalid = || ApiError::unauthorized("Invalid email or password");
+    let row = users::find_with_hash_by_email(&state.db, &email).await?;
+    let Some(row) = row else {
+        // Same cost as a wrong password.
+        let _ = password::verify(pw, password::DUMMY_HASH.clone()).await;
+        return Err(invalid());
+    };
+    let verified = password::verify(pw.clone(), row.password_hash.clone()).await?;
+    if verified == Verified::No || !row.user.is_active {
+        return Err(invalid());
+    }
+    if verified == Verified::YesLegacy {
+        match password::hash(pw).await {
+            Ok(h) => {
+                if let Err(e) = users::set_password_hash(&state.db, row.user.id, &h).await {
+                    tracing::warn!(user.id = %row.user.id, error = %e, "legacy password hash not upgraded");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "legacy password hash not upgraded"),
+        }
+    }
+    let user = row.user;
+    let (token, claims) = state.jwt.issue(user.id, &user.email, user.role)?;
+    let cookie = auth_cookie(state, &token, claims.exp);
+    let mut resp = ok(AuthResponse { user, token }, "Login successful").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+async fn logout(State(state): State<AppState>) -> Response {
+    let secure = if state.config.cookie_secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE_NAME}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
+    );
+    let mut resp = ok(Value::Null, "Logout successful").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn get_profile(user: AuthUser) -> Response {
+    ok(user.0, "Profile retrieved successfully").into_response()
+}
+
+async fn update_profile(State(state): State<AppState>, user: AuthUser, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let mut errors: Vec<String> = body
+        .keys()
+        .filter(|k| !matches!(k.as_str(), "firstName" | "lastName"))
+        .map(|k| format!("Field '{k}' cannot be updated."))
+        .collect();
+    let first = check_name(str_field(&body, "firstName"), "First name", false, &mut errors);
+    let last = check_name(str_field(&body, "lastName"), "Last name", false, &mut errors);
+    // An explicit null for a name is not an update of it, but not an error either.
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    if first.is_none() && last.is_none() {
+        return Ok(ok(user.0, "Profile updated successfully").into_response());
+    }
+    let updated = users::update_names(&state.db, user.id(), first.as_deref(), last.as_deref())
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("Invalid access token or user is inactive."))?;
+    Ok(ok(updated, "Profile updated successfully").into_response())
+}
+
+async fn change_password(State(state): State<AppState>, user: AuthUser, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let mut errors = Vec::new();
+    let current = str_field(&body, "currentPassword").ok().flatten().filter(|p| !p.is_empty());
+    if current.is_none() {
+        errors.push("Current password is required".to_string());
+    }
+    let new_pw = str_field(&body, "newPassword").ok().flatten();
+    check_new_password(new_pw.as_deref(), &mut errors);
+    let (Some(current), Some(new_pw), true) = (current, new_pw, errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
+    let stored = users::password_hash(&state.db, user.id())
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("Invalid access token or user is inactive."))?;
+    if password::verify(current, stored).await? == Verified::No {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "Current password is incorrect"));
+    }
+    let hash = password::hash(new_pw).await?;
+    users::set_password_hash(&state.db, user.id(), &hash).await?;
+    tracing::info!(user.id = %user.id(), "password changed");
+    Ok(ok(Value::Null, "Password updated successfully").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_email;
+
+    #[test]
+    fn emails_are_trimmed_lower_cased_and_checked() {
+        assert_eq!(parse_email("  Ada@Example.COM "), Some("ada@example.com".to_string()));
+        assert_eq!(parse_email("a.b+c@sub.example.io"), Some("a.b+c@sub.example.io".to_string()));
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "ada@-x.com", "a..b@x.com"] {
+            assert_eq!(parse_email(bad), None, "{bad}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(parse_email(&long), None);
+    }
+}

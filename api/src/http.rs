@@ -1,0 +1,129 @@
+//! Cross-cutting HTTP behaviour: CORS (§1.5), security headers (§1.6), request ids, the 404/405
+//! envelopes (§1.4) and the per-request tracing span.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+const CSP: &str = "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests";
+const EXPOSED: &str = "Content-Disposition, Retry-After, RateLimit-Policy, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The allowed origins, normalised (`scheme://host[:port]`).
+#[derive(Clone)]
+pub struct Origins(pub Arc<Vec<String>>);
+
+fn is_media_path(path: &str) -> bool {
+    path.starts_with("/media/")
+}
+
+/// CORS with credentials for the configured origins; files under `/media/` without credentials.
+pub async fn cors(State(origins): State<Origins>, req: Request, next: Next) -> Response {
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let allowed = origin
+        .as_deref()
+        .and_then(drishtiksha_common::config::parse_origin)
+        .filter(|o| origins.0.iter().any(|a| a == o))
+        .and(origin.clone());
+    let media = is_media_path(req.uri().path());
+    let preflight = req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+
+    let mut resp = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        if allowed.is_some() {
+            let h = r.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,POST,PUT,PATCH,DELETE,OPTIONS"));
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type,Authorization"));
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+        r
+    } else {
+        next.run(req).await
+    };
+    let h = resp.headers_mut();
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = allowed.and_then(|o| HeaderValue::from_str(&o).ok()) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        if !media {
+            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        }
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
+    }
+    resp
+}
+
+/// helmet's default headers; `/media/` files are cross-origin resources.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let media = is_media_path(req.uri().path());
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+        h.entry(HeaderName::from_static(name)).or_insert(HeaderValue::from_static(value));
+    };
+    set(h, "content-security-policy", CSP);
+    set(h, "cross-origin-opener-policy", "same-origin");
+    set(h, "cross-origin-resource-policy", if media { "cross-origin" } else { "same-origin" });
+    set(h, "origin-agent-cluster", "?1");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "strict-transport-security", "max-age=31536000; includeSubDomains");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-dns-prefetch-control", "off");
+    set(h, "x-download-options", "noopen");
+    set(h, "x-frame-options", "SAMEORIGIN");
+    set(h, "x-permitted-cross-domain-policies", "none");
+    set(h, "x-xss-protection", "0");
+    h.remove(header::SERVER);
+    h.remove("x-powered-by");
+    resp
+}
+
+/// Echoes a sane client `X-Request-Id` or makes one, and runs the request in a span carrying it.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    req.headers_mut().insert(REQUEST_ID, value.clone());
+    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id);
+    let started = std::time::Instant::now();
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "response");
+    });
+    resp.headers_mut().insert(REQUEST_ID, value);
+    resp
+}
+
+/// Gives axum's bare 405 the contract's envelope (keeping `Allow`).
+pub async fn method_not_allowed_envelope(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return resp;
+    }
+    let (parts, _) = resp.into_parts();
+    let mut out = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.").into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
+}
+
+pub async fn route_not_found() -> Response {
+    ApiError::not_found("Route not found.").into_response()
+}
+
+/// Unused bodies are dropped without reading; keeps handlers that take no body honest.
+pub fn empty() -> Body {
+    Body::empty()
+}

@@ -1,0 +1,91 @@
+//! The `api` process: REST (accounts, media, results, monitoring) and the Socket.IO progress relay.
+//! It starts, cancels and describes workflows; it never runs analysis work itself.
+
+pub mod auth;
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod http;
+pub mod media;
+pub mod ratelimit;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::get;
+
+use drishtiksha_common::config::ApiConfig;
+use drishtiksha_common::redis_conn::RedisHandle;
+use drishtiksha_common::storage::Storage;
+use drishtiksha_common::db;
+
+pub use state::AppState;
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let origins = http::Origins(Arc::new(state.config.frontend_origins.clone()));
+    let v1 = Router::new()
+        .nest("/auth", auth::router())
+        .nest("/media", media::router())
+        .layer(from_fn_with_state(state.clone(), ratelimit::api_limiter));
+
+    Router::new()
+        .route("/", get(health::alive))
+        .route("/api/health", get(health::alive))
+        .route("/api/ready", get(health::ready))
+        .nest("/api/v1", v1)
+        .merge(media::files_router())
+        .fallback(http::route_not_found)
+        .with_state(state)
+        .layer(from_fn(http::method_not_allowed_envelope))
+        .layer(from_fn_with_state(origins, http::cors))
+        .layer(from_fn(http::security_headers))
+        .layer(from_fn(http::request_id))
+}
+
+/// Builds the state from configuration: database (migrated), Redis, storage.
+pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
+    let pool = db::connect(config.common.database_url.expose(), 32).await?;
+    db::migrate(&pool).await?;
+    let redis = RedisHandle::new(config.common.redis_url.expose())?;
+    let storage = Storage::from_config(&config.common.storage).await.context("storage is not usable")?;
+    Ok(AppState::new(config, pool, redis, storage))
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
+pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let app = app(state);
+    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("http server failed")
+}
+
+pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
+    let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
+    let state = build_state(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    serve(state, listener).await
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested; draining");
+}

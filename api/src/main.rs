@@ -1,0 +1,21 @@
+use std::process::ExitCode;
+
+use drishtiksha_common::config::{self, ApiConfig};
+use drishtiksha_common::telemetry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    config::load_dotenv();
+    let config = match ApiConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => telemetry::exit_on_config_error(&e),
+    };
+    telemetry::init(config.common.log_format);
+    match drishtiksha_api::run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "api stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Reading, editing, deleting media, re-running and cancelling their analysis runs (§4.3).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tracing::instrument;
+use uuid::Uuid;
+
+use drishtiksha_common::db::{self, media as db_media};
+use drishtiksha_common::temporal::workflow_id;
+
+use super::analysis::{self, RunToStart};
+use super::upload::MAX_DESCRIPTION_CHARS;
+use super::{MEDIA_NOT_FOUND, RUN_NOT_FOUND};
+use crate::auth::AuthUser;
+use crate::envelope::{ok, with_status};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, MediaId, parse_id};
+use crate::state::AppState;
+
+/// How long a delete waits for the workflows it cancelled to close.
+const DELETE_WAIT: Duration = Duration::from_secs(5);
+const DELETE_POLL: Duration = Duration::from_millis(100);
+
+fn media_not_found() -> ApiError {
+    ApiError::not_found(MEDIA_NOT_FOUND)
+}
+
+fn run_not_found() -> ApiError {
+    ApiError::not_found(RUN_NOT_FOUND)
+}
+
+#[instrument(skip_all, fields(user.id = %user.id()))]
+pub async fn list_media(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
+    let media = db_media::list_for_user(&state.db, user.id()).await?;
+    Ok(ok(media, "Success").into_response())
+}
+
+#[instrument(skip_all, fields(media.id = %id))]
+pub async fn get_media(State(state): State<AppState>, user: AuthUser, MediaId(id): MediaId) -> ApiResult<Response> {
+    let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
+    Ok(ok(media, "Success").into_response())
+}
+
+/// Order of checks: id (400) → ownership (404) → body (400), so the body is read last.
+#[instrument(skip_all, fields(media.id = %id))]
+pub async fn update_media(
+    State(state): State<AppState>,
+    user: AuthUser,
+    MediaId(id): MediaId,
+    req: Request,
+) -> ApiResult<Response> {
+    let current = db_media::find_owned(&state.db, id, user.id()).await?.ok_or_else(media_not_found)?;
+    let JsonBody(body) = JsonBody::from_request(req, &state).await?;
+    let mut errors = Vec::new();
+    let mut description: Option<Option<String>> = None;
+    for (key, value) in &body {
+        match (key.as_str(), value) {
+            ("description", Value::Null) => description = Some(None),
+            ("description", Value::String(s)) if s.chars().count() > MAX_DESCRIPTION_CHARS => {
+                errors.push(format!("Description must be at most {MAX_DESCRIPTION_CHARS} characters"));
+            }
+            ("description", Value::String(s)) => description = Some(Some(s.clone())),
+            ("description", _) => errors.push("Description must be a string or null".to_string()),
+            (other, _) => errors.push(format!("Field '{other}' cannot be updated.")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let media = match description {
+        None => current,
+        Some(d) => {
+            db_media::update_description(&state.db, id, user.id(), d.as_deref()).await?.ok_or_else(media_not_found)?
+        }
+    };
+    Ok(ok(media, "Media updated successfully.").into_response())
+}
+
+/// Cancels the media's active runs, waits briefly for their workflows to close, then deletes the
+/// rows and the file.
+#[instrument(skip_all, fields(media.id = %id))]
+pub async fn delete_media(State(state): State<AppState>, user: AuthUser, MediaId(id): MediaId) -> ApiResult<Response> {
+    db_media::find_owned(&state.db, id, user.id()).await?.ok_or_else(media_not_found)?;
+    let active = db_media::active_runs(&state.db, id).await?;
+    if !active.is_empty() {
+        for run in &active {
+            // The rows go either way; a workflow that outlives its media finds nothing to write.
+            if let Err(e) = analysis::cancel(&state, &run.workflow_id, "Media deleted").await {
+                tracing::warn!(run.id = %run.id, error = %format!("{e:#}"), "workflow of a deleted media not cancelled");
+            }
+        }
+        let deadline = Instant::now() + DELETE_WAIT;
+        while Instant::now() < deadline && !db_media::active_runs(&state.db, id).await?.is_empty() {
+            tokio::time::sleep(DELETE_POLL).await;
+        }
+    }
+    let Some(key) = db_media::delete_owned(&state.db, id, user.id()).await? else {
+        return Err(media_not_found());
+    };
+    if let Err(e) = state.storage.delete(&key).await {
+        tracing::warn!(storage.key = %key, error = %e, "file of a deleted media not removed");
+    }
+    tracing::info!(runs.cancelled = active.len(), "media deleted");
+    Ok(ok(json!({}), "Media deleted successfully.").into_response())
+}
+
+#[instrument(skip_all, fields(media.id = %id))]
+pub async fn rerun_analysis(
+    State(state): State<AppState>,
+    user: AuthUser,
+    MediaId(id): MediaId,
+) -> ApiResult<Response> {
+    let run_id = Uuid::new_v4();
+    let mut tx = state.db.begin().await?;
+    let created = db_media::insert_next_run(&mut tx, id, user.id(), run_id, |n| workflow_id(id, n)).await;
+    let run = match created {
+        Ok(Some(run)) => run,
+        Ok(None) => return Err(media_not_found()),
+        Err(e)
+            if db::is_unique_violation(&e, db_media::ONE_ACTIVE_RUN_PER_MEDIA)
+                || db::is_unique_violation(&e, db_media::RUN_NUMBER_UNIQUE) =>
+        {
+            return Err(ApiError::conflict("An analysis run is already in progress for this media."));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    let media = db_media::find_owned(&state.db, id, user.id()).await?.ok_or_else(media_not_found)?;
+    tracing::info!(run.id = %run.id, run.number = run.run_number, "analysis re-run queued");
+
+    let start = RunToStart {
+        run_id: run.id,
+        media_id: id,
+        user_id: user.id(),
+        run_number: run.run_number,
+        workflow_id: &run.workflow_id,
+        media_type: media.media_type,
+        filename: &media.filename,
+    };
+    if analysis::start_or_fail(&state, start).await.is_err() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Analysis could not be started. Please try again later."));
+    }
+    let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
+    Ok(with_status(StatusCode::ACCEPTED, media, "A new analysis run has been successfully queued for this media.")
+        .into_response())
+}
+
+/// `:runId` of the run routes (checked after the media id).
+fn run_id_of(params: &HashMap<String, String>) -> ApiResult<Uuid> {
+    parse_id(params.get("runId").map(String::as_str).unwrap_or_default(), "Invalid run id")
+}
+
+#[instrument(skip_all, fields(media.id = %id))]
+pub async fn get_run(
+    State(state): State<AppState>,
+    user: AuthUser,
+    MediaId(id): MediaId,
+    Path(params): Path<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let run_id = run_id_of(&params)?;
+    let run = db_media::find_run(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
+    Ok(ok(run, "Analysis run retrieved successfully.").into_response())
+}
+
+/// Requests cancellation; the run becomes CANCELLED when its workflow has wound down (§6.4).
+#[instrument(skip_all, fields(media.id = %id))]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    user: AuthUser,
+    MediaId(id): MediaId,
+    Path(params): Path<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let run_id = run_id_of(&params)?;
+    let handle = db_media::find_run_handle(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
+    if handle.status.is_terminal() {
+        return Err(ApiError::conflict("Analysis run has already finished."));
+    }
+    analysis::cancel(&state, &handle.workflow_id, "Cancelled by the user").await.map_err(ApiError::unavailable)?;
+    tracing::info!(run.id = %run_id, "run cancellation requested");
+    let run = db_media::find_run(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
+    Ok(with_status(StatusCode::ACCEPTED, run, "Cancellation requested for this analysis run.").into_response())
+}

@@ -1,0 +1,394 @@
+//! `POST /api/v1/media`: a multipart upload streamed into storage (§5), then the media row, run #1
+//! and the workflow start (§4.3).
+//!
+//! Problems are reported in the order of the contract's table (§5.1). Problems known when a part
+//! starts (an unexpected file) end the request at once, the size limit ends it as soon as it is
+//! exceeded, and the rest are decided once the body has been read. A file is only written when
+//! its name and type are acceptable; whatever was written is removed on every error path.
+
+use axum::extract::multipart::{Field, MultipartRejection};
+use axum::extract::{Multipart, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tracing::instrument;
+use uuid::Uuid;
+
+use drishtiksha_common::db::media::{self as db_media, Media, NewUpload};
+use drishtiksha_common::events::ProgressMessage;
+use drishtiksha_common::model::{AcceptedType, accepted_type, extension_of, normalise_mime};
+use drishtiksha_common::storage::Upload;
+use drishtiksha_common::temporal::workflow_id;
+
+use super::analysis::{self, RunToStart};
+use crate::auth::AuthUser;
+use crate::envelope::with_status;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+const FILE_FIELD: &str = "media";
+const MAX_FILENAME_BYTES: usize = 255;
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+/// A description longer than this many bytes has more than 500 characters whatever its encoding.
+const DESCRIPTION_BYTE_CAP: usize = MAX_DESCRIPTION_CHARS * 4;
+
+fn file_required() -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "A file is required for upload.")
+}
+
+fn unexpected_file(field: &str) -> ApiError {
+    ApiError::validation_one(format!("Unexpected file field '{field}'. Upload one file in the 'media' field."))
+}
+
+fn description_too_long() -> ApiError {
+    ApiError::validation_one(format!("Description must be at most {MAX_DESCRIPTION_CHARS} characters"))
+}
+
+fn filename_too_long() -> ApiError {
+    ApiError::validation_one("Filename is too long.")
+}
+
+/// `N` of the 413 message: the limit in MiB, with decimals only when it is not a whole number.
+fn limit_in_mb(limit: u64) -> String {
+    const MIB: u64 = 1_048_576;
+    if limit % MIB == 0 {
+        (limit / MIB).to_string()
+    } else {
+        let mb = format!("{:.2}", limit as f64 / MIB as f64);
+        mb.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("File too large. The maximum size is {} MB.", limit_in_mb(limit)))
+}
+
+/// The client's file name without any path components (`../../etc/passwd.png` → `passwd.png`).
+pub fn strip_path(name: &str) -> &str {
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
+/// Where the bytes of the `media` part go: into storage when name and type are acceptable,
+/// otherwise only counted (so the size rule still applies).
+enum Sink {
+    Store { upload: Upload, key: String, accepted: AcceptedType },
+    Count,
+}
+
+/// The `media` part as received.
+struct ReceivedFile {
+    filename: String,
+    declared_mime: String,
+    size: u64,
+    sink: Sink,
+}
+
+impl ReceivedFile {
+    async fn discard(self) {
+        if let Sink::Store { upload, .. } = self.sink {
+            upload.abort().await;
+        }
+    }
+}
+
+/// Everything read from the body.
+#[derive(Default)]
+struct Received {
+    file: Option<ReceivedFile>,
+    description: Option<String>,
+    description_too_long: bool,
+}
+
+impl Received {
+    async fn discard(self) {
+        if let Some(f) = self.file {
+            f.discard().await;
+        }
+    }
+}
+
+/// An upload that passed every rule: the file is stored under `key`.
+struct Accepted {
+    upload: Upload,
+    key: String,
+    accepted: AcceptedType,
+    filename: String,
+    description: Option<String>,
+}
+
+#[instrument(skip_all, fields(user.id = %user.id()))]
+pub async fn upload_media(
+    State(state): State<AppState>,
+    user: AuthUser,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Response> {
+    let multipart = multipart.map_err(|_| file_required())?;
+    let media_id = Uuid::new_v4();
+    let accepted = receive(&state, multipart, media_id).await?;
+    // From here on the work completes even if the client goes away, so a stored file never
+    // outlives a failed insert and a committed run always gets its start attempt.
+    let user_id = user.id();
+    tokio::spawn(async move { persist_and_start(state, user_id, media_id, accepted).await })
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// Reads the whole body, applying §5.1; on success the file is still pending in storage.
+async fn receive(state: &AppState, mut multipart: Multipart, media_id: Uuid) -> ApiResult<Accepted> {
+    let limit = state.config.max_upload_bytes;
+    let mut received = Received::default();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed multipart body");
+                received.discard().await;
+                return Err(file_required());
+            }
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        // Browsers send an empty `filename=""` part for a file input left empty: that is no file.
+        let file_name = field.file_name().filter(|n| !n.is_empty()).map(str::to_string);
+        let step = match file_name {
+            Some(_) if name != FILE_FIELD || received.file.is_some() => Err(unexpected_file(&name)),
+            Some(raw) => receive_file(state, field, &raw, media_id, limit, &mut received).await,
+            None if name == "description" => receive_description(field, &mut received).await,
+            None => drain(field).await,
+        };
+        if let Err(e) = step {
+            received.discard().await;
+            return Err(e);
+        }
+    }
+    decide(received).await
+}
+
+/// The rules that need the whole body, in the order of §5.1.
+async fn decide(received: Received) -> ApiResult<Accepted> {
+    let problem = match &received.file {
+        None => Some(file_required()),
+        Some(f) if f.size == 0 => Some(ApiError::validation_one("Uploaded file is empty.")),
+        Some(f) if f.filename.len() > MAX_FILENAME_BYTES => Some(filename_too_long()),
+        Some(_) if received.description_too_long => Some(description_too_long()),
+        Some(f) => match accepted_type(&f.declared_mime) {
+            None => Some(unsupported_type(&f.declared_mime)),
+            Some(t) if !t.extensions.contains(&extension_of(&f.filename).as_str()) => {
+                Some(extension_mismatch(&f.filename, &f.declared_mime))
+            }
+            Some(_) => None,
+        },
+    };
+    if let Some(problem) = problem {
+        received.discard().await;
+        return Err(problem);
+    }
+    let Received { file, description, .. } = received;
+    let Some(file) = file else { return Err(file_required()) };
+    match file.sink {
+        Sink::Store { upload, key, accepted } => Ok(Accepted {
+            upload,
+            key,
+            accepted,
+            filename: file.filename,
+            description: description.filter(|d| !d.is_empty()),
+        }),
+        // Only parts with an acceptable name and type are stored, and those pass every rule above.
+        Sink::Count => Err(ApiError::internal(anyhow::anyhow!("accepted upload was not stored"))),
+    }
+}
+
+fn unsupported_type(declared: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "Unsupported file type: '{}'. Please upload a valid video, image, or audio file.",
+            normalise_mime(declared)
+        ),
+    )
+}
+
+fn extension_mismatch(filename: &str, declared: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("File extension '{}' does not match MIME type '{}'.", extension_of(filename), normalise_mime(declared)),
+    )
+}
+
+async fn receive_file(
+    state: &AppState,
+    mut field: Field<'_>,
+    raw_name: &str,
+    media_id: Uuid,
+    limit: u64,
+    received: &mut Received,
+) -> ApiResult<()> {
+    let filename = strip_path(raw_name).to_string();
+    let declared_mime = field.content_type().unwrap_or("application/octet-stream").to_string();
+    let ext = extension_of(&filename);
+    let storable = accepted_type(&declared_mime)
+        .filter(|t| filename.len() <= MAX_FILENAME_BYTES && t.extensions.contains(&ext.as_str()));
+    let sink = match storable {
+        Some(accepted) => {
+            let key = format!("{}/{media_id}{ext}", accepted.media_type.storage_folder());
+            let upload = state.storage.begin_upload(&key).await.map_err(ApiError::internal)?;
+            Sink::Store { upload, key, accepted }
+        }
+        None => Sink::Count,
+    };
+    let description_rejected = received.description_too_long;
+    let file = received.file.insert(ReceivedFile { filename, declared_mime, size: 0, sink });
+    loop {
+        let chunk = match field.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "upload body ended early");
+                return Err(file_required());
+            }
+        };
+        file.size += chunk.len() as u64;
+        if file.size > limit {
+            // Problems that rank above the size limit and are already known still win.
+            if file.filename.len() > MAX_FILENAME_BYTES {
+                return Err(filename_too_long());
+            }
+            if description_rejected {
+                return Err(description_too_long());
+            }
+            return Err(too_large(limit));
+        }
+        if let Sink::Store { upload, .. } = &mut file.sink {
+            upload.write(&chunk).await.map_err(ApiError::internal)?;
+        }
+    }
+}
+
+/// Reads a description, keeping at most what can still be 500 characters.
+async fn receive_description(mut field: Field<'_>, received: &mut Received) -> ApiResult<()> {
+    let mut bytes = Vec::new();
+    let mut too_long = false;
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => {
+                if !too_long && bytes.len() + chunk.len() <= DESCRIPTION_BYTE_CAP {
+                    bytes.extend_from_slice(&chunk);
+                } else {
+                    too_long = true;
+                }
+            }
+            Ok(None) => break,
+            Err(_) => return Err(file_required()),
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    received.description_too_long = too_long || text.chars().count() > MAX_DESCRIPTION_CHARS;
+    received.description = Some(text);
+    Ok(())
+}
+
+/// Other text fields are ignored.
+async fn drain(mut field: Field<'_>) -> ApiResult<()> {
+    loop {
+        match field.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(()),
+            Err(_) => return Err(file_required()),
+        }
+    }
+}
+
+/// Makes the file visible, inserts media + run #1 in one transaction, announces the upload and
+/// starts the workflow.
+async fn persist_and_start(state: AppState, user_id: Uuid, media_id: Uuid, accepted: Accepted) -> ApiResult<Response> {
+    let Accepted { upload, key, accepted, filename, description } = accepted;
+    let size = upload.finish().await.map_err(ApiError::internal)?;
+    let run_id = Uuid::new_v4();
+    let workflow_id = workflow_id(media_id, 1);
+    let url = state.storage.public_url(&key, &state.config.common.public_base_url);
+    let new = NewUpload {
+        media_id,
+        user_id,
+        filename: &filename,
+        storage_key: &key,
+        url: &url,
+        mimetype: accepted.canonical_mime,
+        size: i64::try_from(size).map_err(ApiError::internal)?,
+        description: description.as_deref(),
+        media_type: accepted.media_type,
+        run_id,
+        workflow_id: &workflow_id,
+    };
+    let media = match insert(&state, &new).await {
+        Ok(media) => media,
+        Err(e) => {
+            if let Err(del) = state.storage.delete(&key).await {
+                tracing::error!(storage.key = %key, error = %del, "stored file of a failed upload could not be removed");
+            }
+            return Err(e.into());
+        }
+    };
+    tracing::info!(media.id = %media_id, run.id = %run_id, size, "media uploaded");
+
+    state
+        .events
+        .publish(&ProgressMessage::backend(
+            media_id,
+            user_id,
+            "MEDIA_UPLOADED",
+            format!("Media \"{filename}\" uploaded and queued for analysis"),
+            json!({
+                "filename": filename,
+                "mediaType": media.media_type,
+                "status": "QUEUED",
+                "runId": run_id,
+                "runNumber": 1,
+            }),
+        ))
+        .await;
+
+    let run = RunToStart {
+        run_id,
+        media_id,
+        user_id,
+        run_number: 1,
+        workflow_id: &workflow_id,
+        media_type: media.media_type,
+        filename: &filename,
+    };
+    if analysis::start_or_fail(&state, run).await.is_err() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Media saved, but its analysis could not be started. Please re-run it later.",
+        ));
+    }
+    Ok(with_status(StatusCode::ACCEPTED, media, "Media uploaded and successfully queued for its first analysis run.")
+        .into_response())
+}
+
+async fn insert(state: &AppState, new: &NewUpload<'_>) -> Result<Media, sqlx::Error> {
+    let mut tx = state.db.begin().await?;
+    let media = db_media::insert_upload(&mut tx, new).await?;
+    tx.commit().await?;
+    Ok(media)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_components_are_stripped_from_file_names() {
+        assert_eq!(strip_path("../../etc/passwd.png"), "passwd.png");
+        assert_eq!(strip_path("C:\\Users\\ada\\clip.mp4"), "clip.mp4");
+        assert_eq!(strip_path("clip.mp4"), "clip.mp4");
+        assert_eq!(strip_path("dir/"), "");
+    }
+
+    #[test]
+    fn the_limit_is_shown_in_whole_megabytes_when_possible() {
+        assert_eq!(limit_in_mb(157_286_400), "150");
+        assert_eq!(limit_in_mb(1_048_576), "1");
+        assert_eq!(limit_in_mb(1_572_864), "1.5");
+    }
+}

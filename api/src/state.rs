@@ -1,0 +1,55 @@
+//! Shared state of the api process.
+
+use std::sync::Arc;
+
+use drishtiksha_common::config::ApiConfig;
+use drishtiksha_common::events::EventPublisher;
+use drishtiksha_common::redis_conn::RedisHandle;
+use drishtiksha_common::storage::Storage;
+use sqlx::PgPool;
+use tokio::sync::OnceCell;
+
+use crate::auth::jwt::JwtKeys;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ApiConfig>,
+    pub db: PgPool,
+    pub redis: RedisHandle,
+    pub events: EventPublisher,
+    pub storage: Storage,
+    pub jwt: Arc<JwtKeys>,
+    temporal: Arc<OnceCell<temporalio_client::Client>>,
+}
+
+impl AppState {
+    pub fn new(config: ApiConfig, db: PgPool, redis: RedisHandle, storage: Storage) -> Self {
+        let jwt = Arc::new(JwtKeys::new(config.jwt_secret.expose().as_bytes(), config.jwt_expires_in));
+        let events = EventPublisher::new(redis.clone(), config.common.progress_channel.clone());
+        Self {
+            config: Arc::new(config),
+            db,
+            redis,
+            events,
+            storage,
+            jwt,
+            temporal: Default::default(),
+        }
+    }
+
+    /// The Temporal client, connected on first use so that the api starts (and answers
+    /// `/api/ready` truthfully) while Temporal is still coming up.
+    pub async fn temporal(&self) -> anyhow::Result<temporalio_client::Client> {
+        let client = self
+            .temporal
+            .get_or_try_init(|| async {
+                drishtiksha_common::temporal::connect(
+                    &self.config.common.temporal,
+                    &drishtiksha_common::temporal::identity("api"),
+                )
+                .await
+            })
+            .await?;
+        Ok(client.clone())
+    }
+}

@@ -1,0 +1,469 @@
+//! Configuration from the environment (12-factor), parsed into real types once at start-up.
+//!
+//! A missing or malformed variable is reported as one line naming the variable and the expected
+//! form; the binaries exit with status 2 on it. Secret values are never echoed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+/// Task queue of the analysis workflow and its activities.
+pub const DEFAULT_TASK_QUEUE: &str = "media-analysis";
+pub const DEFAULT_PROGRESS_CHANNEL: &str = "media-progress-events";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error: {} {}", self.var, self.expected)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(var: &'static str, expected: impl Into<String>) -> ConfigError {
+    ConfigError { var, expected: expected.into() }
+}
+
+/// Where variables come from: the process environment, or a map in tests.
+pub trait Source {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+/// Loads `.env` from the working directory when present (never overriding the real environment).
+pub fn load_dotenv() {
+    let _ = dotenvy::dotenv();
+}
+
+/// A value that must not appear in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+struct Vars<'a>(&'a dyn Source);
+
+impl Vars<'_> {
+    fn opt(&self, var: &'static str) -> Option<String> {
+        self.0.get(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, var: &'static str, expected: &str) -> Result<String, ConfigError> {
+        self.opt(var).ok_or_else(|| err(var, format!("is required ({expected})")))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError> {
+        match self.opt(var) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| err(var, format!("must be {expected}, got {v:?}"))),
+        }
+    }
+
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.opt(var) {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).ok_or_else(|| {
+                err(var, format!("must be a duration: <n> seconds or <n>s|m|h|d (e.g. 90, 15m, 1d), got {v:?}"))
+            }),
+        }
+    }
+
+    fn bool(&self, var: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.opt(var).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(None),
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Ok(Some(true)),
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => Ok(Some(false)),
+            Some(v) => Err(err(var, format!("must be true or false, got {v:?}"))),
+        }
+    }
+
+    fn url(&self, var: &'static str, value: &str, schemes: &[&str]) -> Result<Url, ConfigError> {
+        let expected = format!("must be a URL with scheme {}", schemes.join(" or "));
+        let url = Url::parse(value).map_err(|_| err(var, expected.clone()))?;
+        if !schemes.contains(&url.scheme()) || !url.has_host() {
+            return Err(err(var, expected));
+        }
+        Ok(url)
+    }
+}
+
+/// `<n>` (seconds) or `<n>s|m|h|d`; also `<n>ms`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => return Some(Duration::from_millis(n)),
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+/// Normalises an origin (`scheme://host[:port]`, trailing slash ignored).
+pub fn parse_origin(s: &str) -> Option<String> {
+    let url = Url::parse(s.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return None;
+    }
+    if !(url.path() == "/" || url.path().is_empty()) || url.query().is_some() || url.fragment().is_some() {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct TemporalConfig {
+    /// `http://host:port` (or `https://…`).
+    pub address: Url,
+    pub namespace: String,
+    pub task_queue: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    Local { root: PathBuf },
+    S3(S3Config),
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    pub endpoint: Option<Url>,
+    pub public_base_url: Option<Url>,
+    pub presign_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MlConfig {
+    pub server_url: Url,
+    pub api_key: Secret,
+    pub retry_initial_interval: Duration,
+    pub retry_max_attempts: u32,
+    pub analyze_timeout: Duration,
+    pub stats_timeout: Duration,
+}
+
+/// Settings both binaries share.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    pub database_url: Secret,
+    pub redis_url: Secret,
+    pub temporal: TemporalConfig,
+    pub storage: StorageConfig,
+    pub ml: MlConfig,
+    pub progress_channel: String,
+    pub public_base_url: Url,
+    pub log_format: LogFormat,
+    /// Where `/metrics` is served separately; `None` serves it on the main listener (api) or not
+    /// at all (worker).
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub common: CommonConfig,
+    pub port: u16,
+    pub jwt_secret: Secret,
+    pub jwt_expires_in: Duration,
+    pub frontend_origins: Vec<String>,
+    pub cookie_secure: bool,
+    pub trust_proxy: usize,
+    pub max_upload_bytes: u64,
+    pub api_rate_limit_max: u64,
+    pub api_rate_limit_window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub common: CommonConfig,
+    pub max_concurrent_activities: usize,
+    pub reconcile_interval: Duration,
+}
+
+impl CommonConfig {
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let v = Vars(src);
+        let database_url = v.required("DATABASE_URL", "postgres://user:password@host:5432/database")?;
+        v.url("DATABASE_URL", &database_url, &["postgres", "postgresql"])?;
+        let redis_url = v.required("REDIS_URL", "redis://host:6379 or rediss://…")?;
+        v.url("REDIS_URL", &redis_url, &["redis", "rediss"])?;
+
+        let address = v.opt("TEMPORAL_ADDRESS").unwrap_or_else(|| "localhost:7233".to_string());
+        let address_url = if address.contains("://") { address.clone() } else { format!("http://{address}") };
+        let address = v.url("TEMPORAL_ADDRESS", &address_url, &["http", "https"]).map_err(|_| {
+            err("TEMPORAL_ADDRESS", format!("must be host:port (e.g. localhost:7233), got {address:?}"))
+        })?;
+        let temporal = TemporalConfig {
+            address,
+            namespace: v.opt("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".to_string()),
+            task_queue: v.opt("TEMPORAL_TASK_QUEUE").unwrap_or_else(|| DEFAULT_TASK_QUEUE.to_string()),
+        };
+
+        let storage = match v.opt("STORAGE_PROVIDER").as_deref().unwrap_or("local") {
+            "local" => StorageConfig::Local {
+                root: PathBuf::from(v.opt("LOCAL_STORAGE_PATH").unwrap_or_else(|| "./data/media".to_string())),
+            },
+            "s3" => {
+                let endpoint = match v.opt("S3_ENDPOINT") {
+                    Some(e) => Some(v.url("S3_ENDPOINT", &e, &["http", "https"])?),
+                    None => None,
+                };
+                let public_base_url = match v.opt("S3_PUBLIC_BASE_URL") {
+                    Some(e) => Some(v.url("S3_PUBLIC_BASE_URL", &e, &["http", "https"])?),
+                    None => None,
+                };
+                StorageConfig::S3(S3Config {
+                    bucket: v.required("S3_BUCKET", "a bucket name, when STORAGE_PROVIDER=s3")?,
+                    region: v.opt("S3_REGION").unwrap_or_else(|| "us-east-1".to_string()),
+                    endpoint,
+                    public_base_url,
+                    presign_ttl: v.duration("S3_PRESIGN_TTL", Duration::from_secs(86_400))?,
+                })
+            }
+            other => return Err(err("STORAGE_PROVIDER", format!("must be local or s3, got {other:?}"))),
+        };
+
+        let server_url = v.required("SERVER_URL", "the ML server's base URL, e.g. http://localhost:8000")?;
+        let server_url = v.url("SERVER_URL", &server_url, &["http", "https"])?;
+        let ml = MlConfig {
+            server_url,
+            api_key: Secret::new(v.required("SERVER_API_KEY", "the ML server's X-API-Key")?),
+            retry_initial_interval: v.duration("ML_RETRY_INITIAL_INTERVAL_S", Duration::from_secs(5))?,
+            retry_max_attempts: v.parse("ML_RETRY_MAX_ATTEMPTS", 3u32, "a positive integer")?,
+            analyze_timeout: v.duration("ML_ANALYZE_TIMEOUT", Duration::from_secs(20 * 60))?,
+            stats_timeout: v.duration("ML_STATS_TIMEOUT", Duration::from_secs(20))?,
+        };
+        if ml.retry_max_attempts == 0 {
+            return Err(err("ML_RETRY_MAX_ATTEMPTS", "must be a positive integer, got \"0\""));
+        }
+
+        let public_base_url = v.opt("PUBLIC_BASE_URL").unwrap_or_else(|| "http://localhost:3000".to_string());
+        let public_base_url = v.url("PUBLIC_BASE_URL", &public_base_url, &["http", "https"])?;
+        let log_format = match v.opt("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(err("LOG_FORMAT", format!("must be text or json, got {other:?}"))),
+        };
+        let metrics_addr = match v.opt("METRICS_ADDR") {
+            None => None,
+            Some(a) => Some(a.parse().map_err(|_| err("METRICS_ADDR", format!("must be ip:port, got {a:?}")))?),
+        };
+
+        Ok(Self {
+            database_url: Secret::new(database_url),
+            redis_url: Secret::new(redis_url),
+            temporal,
+            storage,
+            ml,
+            progress_channel: v
+                .opt("MEDIA_PROGRESS_CHANNEL_NAME")
+                .unwrap_or_else(|| DEFAULT_PROGRESS_CHANNEL.to_string()),
+            public_base_url,
+            log_format,
+            metrics_addr,
+        })
+    }
+}
+
+impl ApiConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let v = Vars(src);
+        let port = v.parse("PORT", 3000u16, "a port number (1-65535)")?;
+        let jwt_secret = v.required("JWT_SECRET", "a random string of at least 32 bytes")?;
+        if jwt_secret.len() < 32 {
+            return Err(err("JWT_SECRET", format!("must be at least 32 bytes long, got {} bytes", jwt_secret.len())));
+        }
+        let jwt_expires_in = v.duration("JWT_EXPIRES_IN", Duration::from_secs(86_400))?;
+        if jwt_expires_in.is_zero() {
+            return Err(err("JWT_EXPIRES_IN", "must be a positive duration"));
+        }
+        let origins = v
+            .opt("FRONTEND_URL")
+            .unwrap_or_else(|| "http://localhost:5173,http://127.0.0.1:5173".to_string());
+        let mut frontend_origins = Vec::new();
+        for o in origins.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let parsed = parse_origin(o).ok_or_else(|| {
+                err("FRONTEND_URL", format!("must be a comma-separated list of origins (scheme://host[:port]), got {o:?}"))
+            })?;
+            frontend_origins.push(parsed);
+        }
+        let common = CommonConfig::from_source(src)?;
+        let cookie_secure = v.bool("COOKIE_SECURE")?.unwrap_or(common.public_base_url.scheme() == "https");
+        let max_upload_bytes = v.parse("MAX_UPLOAD_BYTES", 157_286_400u64, "a positive number of bytes")?;
+        if max_upload_bytes == 0 {
+            return Err(err("MAX_UPLOAD_BYTES", "must be a positive number of bytes"));
+        }
+        let api_rate_limit_max = v.parse("API_RATE_LIMIT_MAX", 20_000u64, "a positive integer")?;
+        let window = v.parse("API_RATE_LIMIT_WINDOW_S", 60u64, "a positive number of seconds")?;
+        if window == 0 || api_rate_limit_max == 0 {
+            return Err(err("API_RATE_LIMIT_WINDOW_S", "and API_RATE_LIMIT_MAX must be positive"));
+        }
+        Ok(Self {
+            common,
+            port,
+            jwt_secret: Secret::new(jwt_secret),
+            jwt_expires_in,
+            frontend_origins,
+            cookie_secure,
+            trust_proxy: v.parse("TRUST_PROXY", 0usize, "a number of trusted proxy hops (0, 1, 2, …)")?,
+            max_upload_bytes,
+            api_rate_limit_max,
+            api_rate_limit_window: Duration::from_secs(window),
+        })
+    }
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let v = Vars(src);
+        Ok(Self {
+            common: CommonConfig::from_source(src)?,
+            max_concurrent_activities: v.parse("WORKER_MAX_CONCURRENT_ACTIVITIES", 100usize, "a positive integer")?,
+            reconcile_interval: v.duration("RECONCILE_INTERVAL", Duration::from_secs(60))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            ("DATABASE_URL", "postgres://root@127.0.0.1:5432/drishtiksha"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("SERVER_URL", "http://127.0.0.1:8000"),
+            ("SERVER_API_KEY", "key"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn with(k: &str, v: Option<&str>) -> HashMap<String, String> {
+        let mut m = base();
+        match v {
+            Some(v) => m.insert(k.to_string(), v.to_string()),
+            None => m.remove(k),
+        };
+        m
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = ApiConfig::from_source(&base()).expect("valid");
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.jwt_expires_in, Duration::from_secs(86_400));
+        assert_eq!(c.frontend_origins, vec!["http://localhost:5173", "http://127.0.0.1:5173"]);
+        assert!(!c.cookie_secure);
+        assert_eq!(c.max_upload_bytes, 157_286_400);
+        assert_eq!(c.common.temporal.address.as_str(), "http://localhost:7233/");
+        assert_eq!(c.common.temporal.namespace, "default");
+        assert_eq!(c.common.progress_channel, "media-progress-events");
+    }
+
+    #[test]
+    fn missing_database_url_names_the_variable() {
+        let e = ApiConfig::from_source(&with("DATABASE_URL", None)).expect_err("must fail");
+        assert_eq!(e.var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn short_jwt_secret_is_refused_without_echoing_it() {
+        let e = ApiConfig::from_source(&with("JWT_SECRET", Some("0123456789"))).expect_err("must fail");
+        assert_eq!(e.var, "JWT_SECRET");
+        assert!(!e.to_string().contains("0123456789"));
+    }
+
+    #[test]
+    fn non_numeric_port_is_refused() {
+        let e = ApiConfig::from_source(&with("PORT", Some("abc"))).expect_err("must fail");
+        assert_eq!(e.var, "PORT");
+    }
+
+    #[test]
+    fn frontend_url_must_be_origins() {
+        let e = ApiConfig::from_source(&with("FRONTEND_URL", Some("not a url"))).expect_err("must fail");
+        assert_eq!(e.var, "FRONTEND_URL");
+        let c = ApiConfig::from_source(&with("FRONTEND_URL", Some("https://app.example.com/, http://a:8080")))
+            .expect("valid");
+        assert_eq!(c.frontend_origins, vec!["https://app.example.com", "http://a:8080"]);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn https_base_url_makes_cookies_secure() {
+        let c = ApiConfig::from_source(&with("PUBLIC_BASE_URL", Some("https://api.example.com"))).expect("valid");
+        assert!(c.cookie_secure);
+    }
+
+    #[test]
+    fn worker_does_not_need_the_jwt_secret() {
+        assert!(WorkerConfig::from_source(&with("JWT_SECRET", None)).is_ok());
+    }
+}

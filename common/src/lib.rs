@@ -1,0 +1,14 @@
+//! Shared building blocks of the api and the worker: configuration, domain types, database access,
+//! storage, the progress-event channel and the Temporal names both sides must agree on.
+
+pub mod config;
+pub mod db;
+pub mod events;
+pub mod model;
+pub mod redis_conn;
+pub mod storage;
+pub mod telemetry;
+pub mod temporal;
+pub mod time;
+
+pub use model::{AnalysisStatus, MediaType, RunStatus, UserRole};

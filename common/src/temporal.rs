@@ -1,0 +1,59 @@
+//! Names the api, the worker and operators agree on, and the client connection.
+
+use std::time::Duration;
+
+use temporalio_client::{Client, ClientOptions, ConnectionOptions};
+use temporalio_common::search_attributes::SearchAttributeKey;
+
+use crate::config::TemporalConfig;
+
+pub const WORKFLOW_TYPE: &str = "MediaAnalysisWorkflow";
+
+pub const SA_MEDIA_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("MediaId");
+pub const SA_USER_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("UserId");
+pub const SA_MEDIA_TYPE: SearchAttributeKey<String> = SearchAttributeKey::keyword("MediaType");
+pub const SA_RUN_NUMBER: SearchAttributeKey<i64> = SearchAttributeKey::int("RunNumber");
+
+/// `media-<mediaId>-run-<runNumber>`: readable in the Web UI; a second start of a run is refused.
+pub fn workflow_id(media_id: uuid::Uuid, run_number: i32) -> String {
+    format!("media-{media_id}-run-{run_number}")
+}
+
+/// Connects a namespace-bound client. `identity` shows in the Web UI as the caller or worker.
+pub async fn connect(cfg: &TemporalConfig, identity: &str) -> anyhow::Result<Client> {
+    let options = ConnectionOptions::new(cfg.address.clone())
+        .identity(identity.to_string())
+        .connect_timeout(Duration::from_secs(5))
+        .build();
+    let client = Client::connect(options, ClientOptions::new(cfg.namespace.clone()).build())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to Temporal at {}: {e}", cfg.address))?;
+    Ok(client)
+}
+
+/// `<process>@<host>:<pid>`, the identity shown for this process in Temporal.
+pub fn identity(process: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_string());
+    format!("{process}@{host}:{}", std::process::id())
+}
+
+/// A real round trip to the namespace (a visibility count), for readiness checks.
+pub async fn ping(client: &Client) -> anyhow::Result<()> {
+    client
+        .count_workflows(
+            format!("WorkflowType='{WORKFLOW_TYPE}'"),
+            temporalio_client::WorkflowCountOptions::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("temporal unavailable: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn workflow_ids_are_readable() {
+        let id = uuid::Uuid::nil();
+        assert_eq!(super::workflow_id(id, 2), "media-00000000-0000-0000-0000-000000000000-run-2");
+    }
+}

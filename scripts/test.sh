@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make test`: formatting, lints, then every test (unit and integration) against real Postgres,
+# Redis, Temporal dev servers started by the tests, and the ML stand-in.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+mkdir -p .data
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy (-D warnings)"
+cargo clippy --workspace --all-targets -q -- -D warnings
+echo "== cargo test"
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee .data/test.log
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' .data/test.log
+exit "$status"
