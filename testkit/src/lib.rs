@@ -131,3 +131,43 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A Temporal dev server (the project's CLI) on free ports, in memory, with the analysis
+/// workflow's search attributes; killed on drop.
+pub struct TemporalDevServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl TemporalDevServer {
+    pub fn start() -> anyhow::Result<Self> {
+        let port = free_port();
+        let mut cmd = Command::new(temporal_cli());
+        cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--namespace", "default", "--log-level", "error"]);
+        for sa in ["MediaId=Keyword", "UserId=Keyword", "MediaType=Keyword", "RunNumber=Int"] {
+            cmd.args(["--search-attribute", sa]);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        let server = Self { port, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                anyhow::bail!("temporal dev server did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TemporalDevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

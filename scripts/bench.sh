@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# `make bench`: builds release binaries and prints the performance figures as one table.
+# Figures, never pass/fail. Uses the machine's Postgres and Redis and private ports.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+target="${CARGO_TARGET_DIR:-target}"
+echo "== building release binaries and benchmarks" >&2
+cargo build --release -q --bins --examples
+bin="$target/release"
+rows=()
+row() { rows+=("| $1 | $2 | $3 |"); }
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- accounts: GET /api/v1/auth/profile under load ---------------------------------------------
+db=drishtiksha_bench
+psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+port=$(free_port)
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" REDIS_URL=redis://127.0.0.1:6379 \
+  JWT_SECRET="bench-secret-0123456789abcdef0123456789" SERVER_URL=http://127.0.0.1:9 SERVER_API_KEY=bench \
+  PORT=$port API_RATE_LIMIT_MAX=1000000000 LOCAL_STORAGE_PATH="$root/.data/bench-media" RUST_LOG=warn \
+  TEMPORAL_ADDRESS=127.0.0.1:$(free_port)
+"$bin/api" > .data/bench-api.log 2>&1 &
+api_pid=$!; pids+=($api_pid)
+for _ in $(seq 1 100); do curl -fs "127.0.0.1:$port/api/health" >/dev/null 2>&1 && break; sleep 0.1; done
+email="bench-$RANDOM$RANDOM@example.com"
+curl -fs "127.0.0.1:$port/api/v1/auth/signup" -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"bench-password\",\"firstName\":\"B\",\"lastName\":\"B\"}" >/dev/null
+token=$(curl -fs "127.0.0.1:$port/api/v1/auth/login" -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"bench-password\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["token"])')
+for _ in $(seq 1 20); do curl -fs "127.0.0.1:$port/api/v1/auth/profile" -H "authorization: Bearer $token" >/dev/null; done
+idle_rss=$(rss_mb $api_pid)
+wrk_out=$(wrk -t2 -c32 -d10s --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/auth/profile")
+load_rss=$(rss_mb $api_pid)
+rps=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' <<<"$wrk_out")
+p50=$(awk '$1 == "50%" { print $2 }' <<<"$wrk_out")
+p99=$(awk '$1 == "99%" { print $2 }' <<<"$wrk_out")
+non2xx=$(awk '/Non-2xx/ { print $NF }' <<<"$wrk_out")
+row "GET /auth/profile throughput (wrk -t2 -c32 -d10s, valid token)" "$rps req/s${non2xx:+ ($non2xx non-2xx)}" "≥ 8,000 req/s"
+row "GET /auth/profile latency p50 / p99" "$p50 / $p99" "p99 < 15 ms"
+row "api RSS idle / after the load" "$idle_rss MB / $load_rss MB" "idle < 30 MB"
+kill $api_pid; wait $api_pid 2>/dev/null || true
+
+# --- further benchmarks shipped as examples -----------------------------------------------------
+for ex in "$bin"/examples/bench_*; do
+  [ -x "$ex" ] || continue
+  case "$ex" in *-*) continue ;; esac
+  echo "== $(basename "$ex")" >&2
+  while IFS= read -r line; do
+    [[ "$line" == "|"* ]] && rows+=("$line")
+  done < <(STANDIN_BIN="$bin/ml-standin" API_BIN="$bin/api" WORKER_BIN="$bin/worker" "$ex" 2>>.data/bench-examples.log || true)
+done
+
+echo
+echo "Drishtiksha benchmarks ($(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ))"
+echo
+echo "| measurement | figure | target |"
+echo "|---|---|---|"
+printf '%s\n' "${rows[@]}"
