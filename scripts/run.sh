@@ -22,6 +22,17 @@ cleanup() {
   echo "[run] stopping"
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # Services the set-up had to start for this run are stopped too; ones found running are left alone.
+  if [ -f .data/redis-started-by-run ]; then
+    redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true
+    rm -f .data/redis-started-by-run
+  fi
+  if [ -f .data/postgres-started-by-run ]; then
+    for c in /etc/postgresql/*/main; do
+      pg_ctlcluster --skip-systemctl-redirect "$(basename "$(dirname "$c")")" main stop >/dev/null 2>&1 || true
+    done
+    rm -f .data/postgres-started-by-run
+  fi
   rm -f "$lock"
 }
 trap cleanup INT TERM EXIT

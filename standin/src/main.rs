@@ -1,5 +1,6 @@
 //! `ml-standin`: the ML server stand-in binary (simulated results; see `standin/README.md`).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use drishtiksha_standin::{Command, Config};
@@ -7,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal());
     if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         builder.json().init();
     } else {

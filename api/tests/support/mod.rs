@@ -13,7 +13,10 @@ use sqlx::PgPool;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub db: PgPool,
+    pub db_url: String,
+    /// The private Redis of this app (peers share their primary's).
     pub redis: RedisServer,
+    pub redis_url: String,
     pub http: reqwest::Client,
     pub storage_dir: std::path::PathBuf,
 }
@@ -26,6 +29,23 @@ impl TestApp {
     pub async fn spawn_with(overrides: HashMap<&str, String>) -> Self {
         let (db_url, db) = fresh_database().await.expect("database");
         let redis = RedisServer::start().expect("redis-server");
+        Self::spawn_on(db_url, db, redis, overrides).await
+    }
+
+    /// A second api process on the same database and Redis (a horizontally scaled peer).
+    pub async fn spawn_peer(&self) -> (SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>) {
+        let mut env = base_env(&self.db_url, &self.redis_url);
+        env.insert("LOCAL_STORAGE_PATH".into(), self.storage_dir.to_string_lossy().into_owned());
+        env.insert("TEMPORAL_ADDRESS".into(), format!("127.0.0.1:{}", drishtiksha_testkit::free_port()));
+        let config = ApiConfig::from_source(&env).expect("config");
+        let state = drishtiksha_api::build_state(config).await.expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        (addr, tokio::spawn(drishtiksha_api::serve(state, listener)))
+    }
+
+    pub async fn spawn_on(db_url: String, db: PgPool, redis: RedisServer, overrides: HashMap<&str, String>) -> Self {
+        let redis_url = redis.url();
         let storage_dir = std::env::temp_dir().join(format!("drishtiksha-api-test-{}", uuid::Uuid::new_v4()));
         let mut env = base_env(&db_url, &redis.url());
         env.insert("LOCAL_STORAGE_PATH".into(), storage_dir.to_string_lossy().into_owned());
@@ -40,7 +60,7 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(drishtiksha_api::serve(state, listener));
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { addr, db, redis, http, storage_dir }
+        Self { addr, db, db_url, redis, redis_url, http, storage_dir }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -407,6 +407,27 @@ pub async fn finalize(pool: &PgPool, run_id: Uuid, how: Finalization) -> Result<
     }))
 }
 
+/// A run's status and counts as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    pub status: RunStatus,
+    pub total_models: i32,
+    pub completed: i64,
+    pub failed: i64,
+}
+
+pub async fn summary(pool: &PgPool, run_id: Uuid) -> Result<Option<RunSummary>, sqlx::Error> {
+    sqlx::query_as!(
+        RunSummary,
+        r#"SELECT status AS "status: RunStatus", total_models, completed_count::bigint AS "completed!",
+                  failed_count::bigint AS "failed!"
+           FROM analysis_runs WHERE id = $1"#,
+        run_id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
 /// The result payload of a row failed for good (`api.md` §3.4).
 pub fn failure_payload(message: &str, attempts: i32) -> Value {
     json!({ "error": message, "attempts": attempts, "retryCount": (attempts - 1).max(0) })

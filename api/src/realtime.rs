@@ -1,0 +1,77 @@
+//! Live progress (§7): the Socket.IO server on the api's port and the listener that relays the
+//! Redis progress channel to the sockets of the user each message names.
+
+mod listener;
+mod relay;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::SocketIo;
+
+use drishtiksha_common::db::users;
+
+use crate::state::AppState;
+
+pub use listener::spawn_listener;
+
+/// The two rooms of a user; every event goes to their union, so each socket gets it once.
+pub fn user_rooms(user_id: &str) -> [String; 2] {
+    [user_id.to_string(), format!("user:{user_id}")]
+}
+
+#[derive(Debug)]
+struct HandshakeError(&'static str);
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+fn token_of(auth: &Result<Value, impl std::fmt::Debug>) -> Option<&str> {
+    auth.as_ref().ok()?.get("token")?.as_str().filter(|t| !t.is_empty())
+}
+
+/// Handshake (§7.4): token only from `auth.token`; the user must exist and be active.
+async fn authenticate(
+    TryData(auth): TryData<Value>,
+    State(state): State<AppState>,
+) -> Result<(), HandshakeError> {
+    let token = token_of(&auth).ok_or(HandshakeError("Authentication error: No token provided."))?;
+    let user_id = state.jwt.verify(token).map_err(|_| HandshakeError("Authentication error: Invalid token."))?;
+    match users::find_by_id(&state.db, user_id).await {
+        Ok(Some(u)) if u.is_active => Ok(()),
+        Ok(_) => Err(HandshakeError("Authentication error: User not found or inactive.")),
+        Err(e) => {
+            tracing::warn!(error = %e, "socket handshake could not load the user");
+            Err(HandshakeError("Authentication error: User not found or inactive."))
+        }
+    }
+}
+
+async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(state): State<AppState>) {
+    // The middleware verified this token a moment ago.
+    let Some(user_id) = token_of(&auth).and_then(|t| state.jwt.verify(t).ok()) else {
+        socket.disconnect().ok();
+        return;
+    };
+    socket.join(user_rooms(&user_id.to_string()));
+    tracing::debug!(user.id = %user_id, socket.id = %socket.id, "socket connected");
+}
+
+/// The Socket.IO layer (path `/socket.io`, Engine.IO v4, polling and WebSocket).
+pub fn layer(state: AppState) -> (SocketIoLayer, SocketIo) {
+    let (layer, io) = SocketIo::builder()
+        .req_path("/socket.io")
+        .ping_interval(Duration::from_secs(25))
+        .ping_timeout(Duration::from_secs(20))
+        .max_payload(1_000_000)
+        .with_state(state)
+        .build_layer();
+    io.ns("/", on_connect.with(authenticate));
+    (layer, io)
+}

@@ -1,0 +1,38 @@
+// A socket.io-client session for the integration tests. Prints one JSON line per happening:
+//   {"kind":"connect","transport":"websocket"} | {"kind":"connect_error","message":"…"} |
+//   {"kind":"event","event":"progress_update","payload":{…},"at":<ms since epoch>}
+// Usage: node client.mjs <url> [--token T] [--transports polling|websocket|both] [--seconds N]
+import { io } from "socket.io-client";
+
+const args = process.argv.slice(2);
+const url = args[0];
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const token = opt("token", undefined);
+const transports = { polling: ["polling"], websocket: ["websocket"], both: ["polling", "websocket"] }[opt("transports", "both")];
+const seconds = Number(opt("seconds", "60"));
+const origin = opt("origin", undefined);
+
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+const socket = io(url, {
+  auth: token === undefined ? {} : { token },
+  transports,
+  reconnection: false,
+  extraHeaders: origin ? { origin } : undefined,
+});
+socket.on("connect", () => {
+  out({ kind: "connect", transport: socket.io.engine.transport.name });
+  socket.io.engine.on("upgrade", (t) => out({ kind: "upgrade", transport: t.name }));
+});
+socket.on("connect_error", (err) => {
+  out({ kind: "connect_error", message: err.message });
+  process.exit(0);
+});
+socket.onAny((event, payload) => out({ kind: "event", event, payload, at: Date.now() }));
+socket.on("disconnect", (reason) => out({ kind: "disconnect", reason }));
+// Stop on stdin close (the test ended) or after the time limit.
+process.stdin.on("end", () => process.exit(0));
+process.stdin.resume();
+setTimeout(() => process.exit(0), seconds * 1000);

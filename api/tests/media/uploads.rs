@@ -1,0 +1,309 @@
+//! `POST /api/v1/media`: every rule of §5.1, and that a rejected upload stores nothing.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::multipart::{Form, Part};
+use serde_json::json;
+
+use crate::support::{Options, Temporal, TestApi, assert_error, file_part, json_of, png_bytes};
+
+const FILE_REQUIRED: &str = "A file is required for upload.";
+
+#[tokio::test]
+async fn upload_without_a_multipart_body_is_400_file_required() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let r = api
+        .http
+        .post(api.url("/api/v1/media"))
+        .bearer_auth(&token)
+        .json(&json!({"media": "x"}))
+        .send()
+        .await
+        .expect("request");
+    let (status, v) = json_of(r).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, FILE_REQUIRED, &[]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn upload_without_a_file_in_media_is_400_file_required() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let form = Form::new().text("description", "only text").text("media", "not a file");
+    let (status, v) = json_of(api.upload_form(&token, form).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, FILE_REQUIRED, &[]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn upload_requires_credentials() {
+    let api = TestApi::without_temporal().await;
+    let form = Form::new().part("media", file_part("a.png", "image/png", png_bytes()));
+    let r = api.http.post(api.url("/api/v1/media")).multipart(form).send().await.expect("request");
+    let (status, v) = json_of(r).await;
+    assert_eq!(status, 401);
+    assert_error(&v, 401, "Unauthorized: Access token is required.", &[]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn upload_with_a_file_in_another_field_is_400_unexpected_file_field() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let form = Form::new()
+        .part("media", file_part("a.png", "image/png", png_bytes()))
+        .part("avatar", file_part("b.png", "image/png", png_bytes()));
+    let (status, v) = json_of(api.upload_form(&token, form).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Unexpected file field 'avatar'. Upload one file in the 'media' field."]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn upload_with_two_files_in_media_is_400_unexpected_file_field() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let form = Form::new()
+        .part("media", file_part("a.png", "image/png", png_bytes()))
+        .part("media", file_part("b.png", "image/png", png_bytes()));
+    let (status, v) = json_of(api.upload_form(&token, form).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Unexpected file field 'media'. Upload one file in the 'media' field."]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn upload_of_a_zero_byte_file_is_400_empty() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let (status, v) = json_of(api.upload(&token, "empty.png", "image/png", Vec::new(), None).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Uploaded file is empty."]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn upload_with_a_file_name_over_255_bytes_is_400() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    // 252 two-byte characters + ".png": 508 bytes but only 256 characters.
+    let name = format!("{}.png", "é".repeat(126));
+    assert!(name.len() > 255 && name.chars().count() < 255);
+    let (status, v) = json_of(api.upload(&token, &name, "image/png", png_bytes(), None).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Filename is too long."]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn upload_with_a_description_over_500_characters_is_400() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let long = "d".repeat(501);
+    let (status, v) = json_of(api.upload(&token, "a.png", "image/png", png_bytes(), Some(&long)).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Description must be at most 500 characters"]);
+    // Sent before the file, and outranking an unsupported type (§5.1 order).
+    let form = Form::new().text("description", long).part("media", file_part("a.txt", "text/plain", b"hi".to_vec()));
+    let (status, v) = json_of(api.upload_form(&token, form).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Description must be at most 500 characters"]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn upload_one_byte_over_the_limit_is_413_and_leaves_nothing() {
+    let limit = 1_048_576u64;
+    let api = TestApi::spawn_with(Options {
+        temporal: Temporal::Unreachable,
+        max_upload_bytes: Some(limit),
+        ..Options::default()
+    })
+    .await;
+    let (_, token) = api.signup().await;
+    let body = vec![7u8; limit as usize + 1];
+    let (status, v) = json_of(api.upload(&token, "big.png", "image/png", body, None).await).await;
+    assert_eq!(status, 413);
+    assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
+    api.assert_nothing_stored().await;
+
+    // Exactly at the limit is accepted by the size rule (and then fails only to start).
+    let body = vec![7u8; limit as usize];
+    let (status, _) = json_of(api.upload(&token, "big.png", "image/png", body, None).await).await;
+    assert_eq!(status, 503);
+}
+
+#[tokio::test]
+async fn upload_one_byte_over_the_default_150_mib_limit_is_413_and_leaves_nothing() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let total: u64 = 157_286_400 + 1;
+    let chunks = futures::stream::unfold(0u64, move |sent| async move {
+        if sent >= total {
+            return None;
+        }
+        let n = (total - sent).min(ZEROS.len() as u64) as usize;
+        Some((Ok::<Bytes, std::io::Error>(Bytes::from_static(&ZEROS[..n])), sent + n as u64))
+    });
+    let part = Part::stream_with_length(reqwest::Body::wrap_stream(chunks), total)
+        .file_name("huge.mp4")
+        .mime_str("video/mp4")
+        .expect("mime");
+    let (status, v) = json_of(api.upload_form(&token, Form::new().part("media", part)).await).await;
+    assert_eq!(status, 413);
+    assert_error(&v, 413, "File too large. The maximum size is 150 MB.", &[]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn upload_of_an_unsupported_type_is_415() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let (status, v) = json_of(api.upload(&token, "notes.txt", "Text/Plain; charset=utf-8", b"hi".to_vec(), None).await).await;
+    assert_eq!(status, 415);
+    assert_error(
+        &v,
+        415,
+        "Unsupported file type: 'text/plain'. Please upload a valid video, image, or audio file.",
+        &[],
+    );
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn upload_of_a_png_name_declared_video_mp4_is_415_extension_mismatch() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let (status, v) = json_of(api.upload(&token, "clip.PNG", "video/mp4", png_bytes(), None).await).await;
+    assert_eq!(status, 415);
+    assert_error(&v, 415, "File extension '.png' does not match MIME type 'video/mp4'.", &[]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn a_truncated_multipart_body_is_400_and_leaves_nothing() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let boundary = "----drishtiksha-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; filename=\"cut.png\"\r\nContent-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&vec![1u8; 200_000]);
+    // No closing boundary: the body ends in the middle of the file.
+    let r = api
+        .http
+        .post(api.url("/api/v1/media"))
+        .bearer_auth(&token)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let (status, v) = json_of(r).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, FILE_REQUIRED, &[]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_upload_leaves_nothing() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let boundary = "----cut-off";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; filename=\"gone.png\"\r\nContent-Type: image/png\r\n\r\n"
+    );
+    let request = api
+        .http
+        .post(api.url("/api/v1/media"))
+        .bearer_auth(&token)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(reqwest::Body::wrap_stream(tokio_stream_from(rx)))
+        .send();
+    let sender = async {
+        tx.send(Ok(Bytes::from(head))).await.expect("send");
+        tx.send(Ok(Bytes::from(vec![3u8; 300_000]))).await.expect("send");
+        // The partial file exists while the upload is in flight…
+        drishtiksha_testkit::eventually(Duration::from_secs(10), || async {
+            (!api.stored_files().is_empty()).then_some(())
+        })
+        .await
+        .expect("partial file written");
+        tx.send(Err(std::io::Error::other("client gave up"))).await.expect("send");
+    };
+    let (result, ()) = tokio::join!(request, sender);
+    assert!(result.is_err() || result.is_ok_and(|r| r.status().is_client_error()));
+    // …and is gone once the request is dropped.
+    drishtiksha_testkit::eventually(Duration::from_secs(10), || async { api.stored_files().is_empty().then_some(()) })
+        .await
+        .expect("partial file removed");
+    api.assert_nothing_stored().await;
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn a_path_in_the_file_name_is_stripped_and_never_reaches_the_storage_key() {
+    let api = TestApi::spawn().await;
+    let (_, token) = api.signup().await;
+    let (status, v) =
+        json_of(api.upload(&token, "../../etc/passwd.png", "image/png", png_bytes(), Some("sneaky")).await).await;
+    assert_eq!(status, 202, "{v}");
+    let media = &v["data"];
+    assert_eq!(media["filename"], "passwd.png");
+    let id = media["id"].as_str().expect("id");
+    let key = media["publicId"].as_str().expect("publicId");
+    assert_eq!(key, format!("images/{id}.png"));
+    assert!(!key.contains(".."));
+    let files = api.stored_files();
+    assert_eq!(files, vec![api.storage_dir.join(key)]);
+    assert_eq!(std::fs::read(&files[0]).expect("stored"), png_bytes());
+}
+
+#[tokio::test]
+async fn upload_while_temporal_is_unreachable_keeps_the_media_and_fails_run_1_with_503() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let (status, v) = json_of(api.upload(&token, "clip.mp4", "application/mp4", vec![1u8; 4096], None).await).await;
+    assert_eq!(status, 503);
+    assert_error(&v, 503, "Media saved, but its analysis could not be started. Please re-run it later.", &[]);
+
+    let (media_id, media_status, key): (uuid::Uuid, String, String) =
+        sqlx::query_as("SELECT id, status::text, storage_key FROM media").fetch_one(&api.db).await.expect("media row");
+    assert_eq!(media_status, "FAILED");
+    assert_eq!(key, format!("videos/{media_id}.mp4"));
+    assert!(api.storage_dir.join(&key).is_file(), "file kept");
+    let (run_status, error, completed): (String, Option<String>, bool) =
+        sqlx::query_as("SELECT status::text, error_message, completed_at IS NOT NULL FROM analysis_runs WHERE run_number = 1")
+            .fetch_one(&api.db)
+            .await
+            .expect("run row");
+    assert_eq!(run_status, "FAILED");
+    assert_eq!(error.as_deref(), Some("Analysis could not be started"));
+    assert!(completed);
+
+    // The media is visible, its run FAILED, and a re-run while Temporal is still away answers 503 too.
+    let (status, v) = api.get(&format!("/api/v1/media/{media_id}"), &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["data"]["analysisRuns"][0]["status"], "FAILED");
+    let (status, v) = api.post(&format!("/api/v1/media/{media_id}/analyze"), &token).await;
+    assert_eq!(status, 503);
+    assert_error(&v, 503, "Analysis could not be started. Please try again later.", &[]);
+    let (run2, error): (String, Option<String>) =
+        sqlx::query_as("SELECT status::text, error_message FROM analysis_runs WHERE run_number = 2")
+            .fetch_one(&api.db)
+            .await
+            .expect("run 2");
+    assert_eq!((run2.as_str(), error.as_deref()), ("FAILED", Some("Analysis could not be started")));
+}
