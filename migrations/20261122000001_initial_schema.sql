@@ -90,10 +90,12 @@ CREATE TABLE server_health (
 );
 CREATE INDEX server_health_checked_at_idx ON server_health (checked_at DESC);
 
--- updated_at is maintained on every write, whoever writes.
+-- updated_at is maintained on every write, whoever writes (unless the write sets it itself).
 CREATE FUNCTION touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    NEW.updated_at := now();
+    IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END;
 $$;

@@ -27,6 +27,7 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
+command -v pdftotext >/dev/null || need_pkgs+=(poppler-utils)
 if $mode_bench; then command -v wrk >/dev/null || need_pkgs+=(wrk); fi
 [ ${#need_pkgs[@]} -eq 0 ] || apt_install "${need_pkgs[@]}"
 

@@ -60,7 +60,11 @@ pub struct ModelRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 pub enum Prepared {
-    Ready { media_type: MediaType, has_audio: Option<bool>, settings: PipelineSettings },
+    Ready {
+        media_type: MediaType,
+        has_audio: Option<bool>,
+        settings: PipelineSettings,
+    },
     FileMissing,
     /// The media or run was deleted, or the run is already terminal.
     Gone,
@@ -78,9 +82,13 @@ pub struct DiscoverRequest {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 pub enum Discovery {
-    Models { models: Vec<String> },
+    Models {
+        models: Vec<String>,
+    },
     /// The ML server kept failing (or refused): the run fails with this message.
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -158,7 +166,8 @@ impl AnalysisActivities {
             storage: Storage::from_config(&common.storage).await?,
             ml: MlClient::new(&common.ml)?,
             settings: PipelineSettings {
-                retry_initial_interval_ms: u64::try_from(common.ml.retry_initial_interval.as_millis()).unwrap_or(u64::MAX),
+                retry_initial_interval_ms: u64::try_from(common.ml.retry_initial_interval.as_millis())
+                    .unwrap_or(u64::MAX),
                 retry_max_attempts: common.ml.retry_max_attempts,
                 analyze_timeout_secs: common.ml.analyze_timeout.as_secs().max(1),
             },
@@ -215,7 +224,11 @@ fn max_attempts(ctx: &ActivityContext, fallback: u32) -> u32 {
 impl AnalysisActivities {
     /// Step 1: probe the stored file, store `metadata` and `hasAudio`.
     #[activity]
-    pub async fn prepare_media(self: Arc<Self>, ctx: ActivityContext, input: RunRef) -> Result<Prepared, ActivityError> {
+    pub async fn prepare_media(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RunRef,
+    ) -> Result<Prepared, ActivityError> {
         let Some(run) = runs::context(&self.db, input.run_id).await? else {
             return Ok(Prepared::Gone);
         };
@@ -275,7 +288,11 @@ impl AnalysisActivities {
 
     /// Step 3: run → PROCESSING, one PENDING row per model, `ANALYSIS_QUEUED` events.
     #[activity]
-    pub async fn start_run(self: Arc<Self>, ctx: ActivityContext, input: StartRequest) -> Result<Started, ActivityError> {
+    pub async fn start_run(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: StartRequest,
+    ) -> Result<Started, ActivityError> {
         let Some(run) = runs::start(&self.db, input.run_id, &input.models).await? else {
             return Ok(Started::Gone);
         };

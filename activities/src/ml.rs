@@ -160,7 +160,10 @@ impl MlClient {
         }
         match serde_json::from_slice::<Value>(&body) {
             Ok(v @ Value::Object(_)) => Ok(v),
-            _ => Err(MlError { status: Some(status.as_u16()), ..MlError::new(MlErrorKind::InvalidResponse, MSG_INVALID) }),
+            _ => Err(MlError {
+                status: Some(status.as_u16()),
+                ..MlError::new(MlErrorKind::InvalidResponse, MSG_INVALID)
+            }),
         }
     }
 
@@ -255,16 +258,10 @@ pub fn validate_result(body: &[u8]) -> Result<ModelResult, MlError> {
         return Err(invalid());
     }
     let data = value.get("data").filter(|d| d.is_object()).ok_or_else(invalid)?;
-    let prediction = data
-        .get("prediction")
-        .and_then(Value::as_str)
-        .filter(|p| matches!(*p, "REAL" | "FAKE"))
-        .ok_or_else(invalid)?;
-    let confidence = data
-        .get("confidence")
-        .and_then(Value::as_f64)
-        .filter(|c| (0.0..=1.0).contains(c))
-        .ok_or_else(invalid)?;
+    let prediction =
+        data.get("prediction").and_then(Value::as_str).filter(|p| matches!(*p, "REAL" | "FAKE")).ok_or_else(invalid)?;
+    let confidence =
+        data.get("confidence").and_then(Value::as_f64).filter(|c| (0.0..=1.0).contains(c)).ok_or_else(invalid)?;
     Ok(ModelResult {
         prediction: prediction.to_string(),
         confidence,
@@ -343,7 +340,8 @@ pub async fn cached_stats(ml: &MlClient, redis: &RedisHandle, db: &PgPool) -> Re
             Ok(stats)
         }
         Err(e) => {
-            let payload = json!({ "status": "UNHEALTHY", "errorMessage": e.status_message(), "responseTimeMs": elapsed_ms });
+            let payload =
+                json!({ "status": "UNHEALTHY", "errorMessage": e.status_message(), "responseTimeMs": elapsed_ms });
             record_health(db, "UNHEALTHY", elapsed_ms, &payload).await;
             Err(e)
         }
@@ -395,7 +393,9 @@ mod tests {
     fn messages_are_extracted_in_contract_order() {
         assert_eq!(extract_message(br#"{"detail":"Uploaded media file is empty."}"#), "Uploaded media file is empty.");
         assert_eq!(
-            extract_message(br#"{"detail":{"error":"Media Processing Error","message":"Media could not be processed. Reason: x"}}"#),
+            extract_message(
+                br#"{"detail":{"error":"Media Processing Error","message":"Media could not be processed. Reason: x"}}"#
+            ),
             "Media could not be processed. Reason: x"
         );
         assert_eq!(extract_message(br#"{"error":"Internal","message":"Unexpected"}"#), "Unexpected");

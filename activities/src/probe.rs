@@ -35,7 +35,9 @@ fn num_f64(v: Option<&Value>) -> f64 {
 fn num_i64(v: Option<&Value>) -> i64 {
     match v {
         Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).unwrap_or(0),
-        Some(Value::String(s)) => s.trim().parse::<i64>().ok().or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64)).unwrap_or(0),
+        Some(Value::String(s)) => {
+            s.trim().parse::<i64>().ok().or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64)).unwrap_or(0)
+        }
         _ => 0,
     }
 }
@@ -49,8 +51,10 @@ fn text(v: Option<&Value>) -> String {
 pub fn summarize(probe: &Value) -> (Value, bool) {
     let format = probe.get("format");
     let field = |k: &str| format.and_then(|f| f.get(k));
-    let streams: Vec<&Value> = probe.get("streams").and_then(Value::as_array).map(|s| s.iter().collect()).unwrap_or_default();
-    let of_kind = |kind: &str| streams.iter().copied().find(|s| s.get("codec_type").and_then(Value::as_str) == Some(kind));
+    let streams: Vec<&Value> =
+        probe.get("streams").and_then(Value::as_array).map(|s| s.iter().collect()).unwrap_or_default();
+    let of_kind =
+        |kind: &str| streams.iter().copied().find(|s| s.get("codec_type").and_then(Value::as_str) == Some(kind));
 
     let video = of_kind("video").map(|s| {
         json!({
@@ -113,7 +117,8 @@ mod tests {
 
     #[test]
     fn absent_streams_are_null_and_unreported_numbers_zero() {
-        let (m, has_audio) = summarize(&json!({"streams": [{"codec_type": "video", "codec_name": "vp9"}], "format": {}}));
+        let (m, has_audio) =
+            summarize(&json!({"streams": [{"codec_type": "video", "codec_name": "vp9"}], "format": {}}));
         assert!(!has_audio);
         assert_eq!(m["audio"], Value::Null);
         assert_eq!(m["video"]["bitRate"], json!(0));

@@ -68,7 +68,13 @@ pub fn analysis_completed(run: &RunContext, model: &str, c: Completed<'_>) -> Pr
     )
 }
 
-pub fn analysis_failed(run: &RunContext, model: &str, analysis_id: Uuid, error: &str, attempts: i32) -> ProgressMessage {
+pub fn analysis_failed(
+    run: &RunContext,
+    model: &str,
+    analysis_id: Uuid,
+    error: &str,
+    attempts: i32,
+) -> ProgressMessage {
     message(
         run,
         "ANALYSIS_FAILED",

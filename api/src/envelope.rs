@@ -8,7 +8,15 @@ use serde::Serialize;
 pub struct Envelope<T> {
     pub status: StatusCode,
     pub data: T,
-    pub message: &'static str,
+    pub message: std::borrow::Cow<'static, str>,
+}
+
+impl<T> Envelope<T> {
+    /// A message composed at run time (counts in maintenance messages).
+    pub fn with_message(mut self, message: String) -> Self {
+        self.message = message.into();
+        self
+    }
 }
 
 #[derive(Serialize)]
@@ -22,15 +30,15 @@ struct Body<'a, T> {
 
 impl<T: Serialize> IntoResponse for Envelope<T> {
     fn into_response(self) -> Response {
-        let body = Body { status_code: self.status.as_u16(), data: &self.data, message: self.message, success: true };
+        let body = Body { status_code: self.status.as_u16(), data: &self.data, message: &self.message, success: true };
         (self.status, Json(body)).into_response()
     }
 }
 
 pub fn ok<T: Serialize>(data: T, message: &'static str) -> Envelope<T> {
-    Envelope { status: StatusCode::OK, data, message }
+    Envelope { status: StatusCode::OK, data, message: message.into() }
 }
 
 pub fn with_status<T: Serialize>(status: StatusCode, data: T, message: &'static str) -> Envelope<T> {
-    Envelope { status, data, message }
+    Envelope { status, data, message: message.into() }
 }

@@ -8,6 +8,8 @@ pub mod extract;
 pub mod health;
 pub mod http;
 pub mod media;
+pub mod monitoring;
+pub mod pdf;
 pub mod ratelimit;
 pub mod realtime;
 pub mod state;
@@ -39,6 +41,8 @@ pub fn app_with_io(state: AppState) -> (Router, socketioxide::SocketIo) {
     let v1 = Router::new()
         .nest("/auth", auth::router())
         .nest("/media", media::router())
+        .nest("/monitoring", monitoring::router())
+        .nest("/pdf", pdf::router())
         .layer(from_fn_with_state(state.clone(), ratelimit::api_limiter));
 
     let router = Router::new()
@@ -63,7 +67,7 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     db::migrate(&pool).await?;
     let redis = RedisHandle::new(config.common.redis_url.expose())?;
     let storage = Storage::from_config(&config.common.storage).await.context("storage is not usable")?;
-    Ok(AppState::new(config, pool, redis, storage))
+    AppState::new(config, pool, redis, storage)
 }
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.

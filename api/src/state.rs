@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use drishtiksha_activities::ml::MlClient;
 use drishtiksha_common::config::ApiConfig;
+use drishtiksha_common::reconcile::Reconciler;
 use drishtiksha_common::events::EventPublisher;
 use drishtiksha_common::redis_conn::RedisHandle;
 use drishtiksha_common::storage::Storage;
@@ -19,22 +21,30 @@ pub struct AppState {
     pub events: EventPublisher,
     pub storage: Storage,
     pub jwt: Arc<JwtKeys>,
+    pub ml: MlClient,
     temporal: Arc<OnceCell<temporalio_client::Client>>,
 }
 
 impl AppState {
-    pub fn new(config: ApiConfig, db: PgPool, redis: RedisHandle, storage: Storage) -> Self {
+    pub fn new(config: ApiConfig, db: PgPool, redis: RedisHandle, storage: Storage) -> anyhow::Result<Self> {
+        let ml = MlClient::new(&config.common.ml)?;
         let jwt = Arc::new(JwtKeys::new(config.jwt_secret.expose().as_bytes(), config.jwt_expires_in));
         let events = EventPublisher::new(redis.clone(), config.common.progress_channel.clone());
-        Self {
+        Ok(Self {
             config: Arc::new(config),
             db,
             redis,
             events,
             storage,
             jwt,
+            ml,
             temporal: Default::default(),
-        }
+        })
+    }
+
+    /// The run reconciler, for the maintenance endpoints.
+    pub async fn reconciler(&self) -> anyhow::Result<Reconciler> {
+        Ok(Reconciler::new(self.db.clone(), self.temporal().await?, self.events.clone()))
     }
 
     /// The Temporal client, connected on first use so that the api starts (and answers

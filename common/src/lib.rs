@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub mod model;
+pub mod reconcile;
 pub mod redis_conn;
 pub mod storage;
 pub mod telemetry;

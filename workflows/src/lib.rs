@@ -8,15 +8,15 @@ use drishtiksha_activities::{
     AnalysisActivities, DiscoverRequest, Discovery, FinalizeHow, FinalizeRequest, MISSING_FILE_MESSAGE, ModelFailure,
     ModelOutcome, ModelRef, PipelineSettings, Prepared, RunRef, RunSummary, StartRequest, Started,
 };
-use drishtiksha_common::{AnalysisStatus, MediaType, RunStatus};
 use drishtiksha_common::temporal::{SA_MEDIA_ID, SA_MEDIA_TYPE, SA_RUN_NUMBER, SA_USER_ID};
+use drishtiksha_common::{AnalysisStatus, MediaType, RunStatus};
 use serde::{Deserialize, Serialize};
-use temporalio_client::tonic::Code;
 use temporalio_client::errors::WorkflowInteractionError;
+use temporalio_client::tonic::Code;
 use temporalio_client::{Client, UntypedWorkflow, WorkflowCancelOptions, WorkflowIdReusePolicy, WorkflowStartOptions};
+use temporalio_common::error::IncomingError;
 use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_common::error::IncomingError;
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
     ActivityExecutionError, ApplicationFailure, WorkflowCancellationToken, WorkflowContext, WorkflowContextView,
@@ -96,9 +96,8 @@ impl MediaAnalysisWorkflow {
         let run_id = input.run_id;
         log_step(ctx, &input, "prepare_media");
         ctx.set_current_details("Probing the media file");
-        let prepared = ctx
-            .execute_activity(AnalysisActivities::prepare_media, RunRef { run_id }, options::prepare())
-            .await;
+        let prepared =
+            ctx.execute_activity(AnalysisActivities::prepare_media, RunRef { run_id }, options::prepare()).await;
         let (media_type, has_audio, settings) = match prepared {
             Ok(Prepared::Ready { media_type, has_audio, settings }) => (media_type, has_audio, settings),
             Ok(Prepared::FileMissing) => return finish(ctx, run_id, Some(MISSING_FILE_MESSAGE.to_string())).await,
@@ -109,9 +108,8 @@ impl MediaAnalysisWorkflow {
         log_step(ctx, &input, "discover_models");
         ctx.set_current_details("Discovering models");
         let request = DiscoverRequest { run_id, media_type, has_audio };
-        let discovered = ctx
-            .execute_activity(AnalysisActivities::discover_models, request, options::discover(&settings))
-            .await;
+        let discovered =
+            ctx.execute_activity(AnalysisActivities::discover_models, request, options::discover(&settings)).await;
         let models = match discovered {
             Ok(Discovery::Models { models }) if models.is_empty() => {
                 let message = format!("No compatible models available for {media_type}");
@@ -144,7 +142,8 @@ impl MediaAnalysisWorkflow {
         update_details(ctx);
 
         log_step(ctx, &input, "analyze_with_model");
-        let branches: Vec<_> = models.iter().map(|model| analyze(ctx.clone(), run_id, model.clone(), &settings)).collect();
+        let branches: Vec<_> =
+            models.iter().map(|model| analyze(ctx.clone(), run_id, model.clone(), &settings)).collect();
         let ends = join_all(branches).await;
 
         if ends.contains(&ModelEnd::Cancelled) || ctx.cancellation_token().is_cancelled() {
@@ -172,9 +171,8 @@ async fn analyze(
     settings: &PipelineSettings,
 ) -> ModelEnd {
     let request = ModelRef { run_id, model: model.clone() };
-    let outcome = ctx
-        .execute_activity(AnalysisActivities::analyze_with_model, request, options::analyze(settings, &model))
-        .await;
+    let outcome =
+        ctx.execute_activity(AnalysisActivities::analyze_with_model, request, options::analyze(settings, &model)).await;
     let end = match outcome {
         Ok(ModelOutcome::Completed { attempt, .. }) => {
             set_model(&ctx, &model, AnalysisStatus::Completed, Some(attempt));
@@ -185,7 +183,11 @@ async fn analyze(
         Err(e) => {
             let failure = ModelFailure { run_id, model: model.clone(), message: failure_message(&e) };
             let recorded = ctx
-                .execute_activity(AnalysisActivities::record_model_failure, failure, options::step("Record a model failure"))
+                .execute_activity(
+                    AnalysisActivities::record_model_failure,
+                    failure,
+                    options::step("Record a model failure"),
+                )
                 .await;
             match recorded {
                 Ok(attempts) => {

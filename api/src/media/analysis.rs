@@ -41,7 +41,9 @@ pub async fn start_or_fail(state: &AppState, run: RunToStart<'_>) -> anyhow::Res
     match runs::finalize(&state.db, run.run_id, Finalization::Finish { error: Some(NOT_STARTED.to_string()) }).await {
         Ok(Some(finalized)) => state.events.publish(&events::run_finalized(&finalized)).await,
         Ok(None) => {}
-        Err(db) => tracing::error!(run.id = %run.run_id, error = %db, "run could not be finalized after a failed start"),
+        Err(db) => {
+            tracing::error!(run.id = %run.run_id, error = %db, "run could not be finalized after a failed start")
+        }
     }
     Err(e)
 }

@@ -154,7 +154,10 @@ enum RangeSpec {
     /// Not a single byte range we serve partially (other unit, several ranges, bad syntax).
     Whole,
     Unsatisfiable,
-    Bytes { start: u64, end: u64 },
+    Bytes {
+        start: u64,
+        end: u64,
+    },
 }
 
 fn parse_range(value: &str, len: u64) -> RangeSpec {

@@ -143,7 +143,10 @@ pub async fn rerun_analysis(
         filename: &media.filename,
     };
     if analysis::start_or_fail(&state, start).await.is_err() {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Analysis could not be started. Please try again later."));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Analysis could not be started. Please try again later.",
+        ));
     }
     let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
     Ok(with_status(StatusCode::ACCEPTED, media, "A new analysis run has been successfully queued for this media.")
@@ -151,8 +154,8 @@ pub async fn rerun_analysis(
 }
 
 /// `:runId` of the run routes (checked after the media id).
-fn run_id_of(params: &HashMap<String, String>) -> ApiResult<Uuid> {
-    parse_id(params.get("runId").map(String::as_str).unwrap_or_default(), "Invalid run id")
+fn run_id_param(params: &HashMap<String, String>) -> &str {
+    params.get("runId").map(String::as_str).unwrap_or_default()
 }
 
 #[instrument(skip_all, fields(media.id = %id))]
@@ -162,7 +165,7 @@ pub async fn get_run(
     MediaId(id): MediaId,
     Path(params): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let run_id = run_id_of(&params)?;
+    let run_id = parse_id(run_id_param(&params), "Invalid run id")?;
     let run = db_media::find_run(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
     Ok(ok(run, "Analysis run retrieved successfully.").into_response())
 }
@@ -175,7 +178,7 @@ pub async fn cancel_run(
     MediaId(id): MediaId,
     Path(params): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let run_id = run_id_of(&params)?;
+    let run_id = parse_id(run_id_param(&params), "Invalid run id")?;
     let handle = db_media::find_run_handle(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
     if handle.status.is_terminal() {
         return Err(ApiError::conflict("Analysis run has already finished."));

@@ -51,7 +51,7 @@ fn filename_too_long() -> ApiError {
 /// `N` of the 413 message: the limit in MiB, with decimals only when it is not a whole number.
 fn limit_in_mb(limit: u64) -> String {
     const MIB: u64 = 1_048_576;
-    if limit % MIB == 0 {
+    if limit.is_multiple_of(MIB) {
         (limit / MIB).to_string()
     } else {
         let mb = format!("{:.2}", limit as f64 / MIB as f64);
@@ -60,7 +60,10 @@ fn limit_in_mb(limit: u64) -> String {
 }
 
 fn too_large(limit: u64) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("File too large. The maximum size is {} MB.", limit_in_mb(limit)))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("File too large. The maximum size is {} MB.", limit_in_mb(limit)),
+    )
 }
 
 /// The client's file name without any path components (`../../etc/passwd.png` → `passwd.png`).
@@ -68,11 +71,12 @@ pub fn strip_path(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
 
-/// Where the bytes of the `media` part go: into storage when name and type are acceptable,
-/// otherwise only counted (so the size rule still applies).
-enum Sink {
-    Store { upload: Upload, key: String, accepted: AcceptedType },
-    Count,
+/// The bytes of the `media` part on their way into storage (only when name and type are
+/// acceptable; otherwise they are just counted, so the size rule still applies).
+struct Stored {
+    upload: Upload,
+    key: String,
+    accepted: AcceptedType,
 }
 
 /// The `media` part as received.
@@ -80,13 +84,13 @@ struct ReceivedFile {
     filename: String,
     declared_mime: String,
     size: u64,
-    sink: Sink,
+    stored: Option<Stored>,
 }
 
 impl ReceivedFile {
     async fn discard(self) {
-        if let Sink::Store { upload, .. } = self.sink {
-            upload.abort().await;
+        if let Some(stored) = self.stored {
+            stored.upload.abort().await;
         }
     }
 }
@@ -185,8 +189,8 @@ async fn decide(received: Received) -> ApiResult<Accepted> {
     }
     let Received { file, description, .. } = received;
     let Some(file) = file else { return Err(file_required()) };
-    match file.sink {
-        Sink::Store { upload, key, accepted } => Ok(Accepted {
+    match file.stored {
+        Some(Stored { upload, key, accepted }) => Ok(Accepted {
             upload,
             key,
             accepted,
@@ -194,7 +198,7 @@ async fn decide(received: Received) -> ApiResult<Accepted> {
             description: description.filter(|d| !d.is_empty()),
         }),
         // Only parts with an acceptable name and type are stored, and those pass every rule above.
-        Sink::Count => Err(ApiError::internal(anyhow::anyhow!("accepted upload was not stored"))),
+        None => Err(ApiError::internal(anyhow::anyhow!("accepted upload was not stored"))),
     }
 }
 
@@ -228,16 +232,16 @@ async fn receive_file(
     let ext = extension_of(&filename);
     let storable = accepted_type(&declared_mime)
         .filter(|t| filename.len() <= MAX_FILENAME_BYTES && t.extensions.contains(&ext.as_str()));
-    let sink = match storable {
+    let stored = match storable {
         Some(accepted) => {
             let key = format!("{}/{media_id}{ext}", accepted.media_type.storage_folder());
             let upload = state.storage.begin_upload(&key).await.map_err(ApiError::internal)?;
-            Sink::Store { upload, key, accepted }
+            Some(Stored { upload, key, accepted })
         }
-        None => Sink::Count,
+        None => None,
     };
     let description_rejected = received.description_too_long;
-    let file = received.file.insert(ReceivedFile { filename, declared_mime, size: 0, sink });
+    let file = received.file.insert(ReceivedFile { filename, declared_mime, size: 0, stored });
     loop {
         let chunk = match field.chunk().await {
             Ok(Some(chunk)) => chunk,
@@ -258,8 +262,8 @@ async fn receive_file(
             }
             return Err(too_large(limit));
         }
-        if let Sink::Store { upload, .. } = &mut file.sink {
-            upload.write(&chunk).await.map_err(ApiError::internal)?;
+        if let Some(stored) = &mut file.stored {
+            stored.upload.write(&chunk).await.map_err(ApiError::internal)?;
         }
     }
 }

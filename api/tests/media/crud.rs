@@ -45,13 +45,12 @@ fn with_relations() -> Vec<String> {
 }
 
 async fn latest_run_id(api: &TestApi, media_id: &str) -> String {
-    let id: uuid::Uuid = sqlx::query_scalar(
-        "SELECT id FROM analysis_runs WHERE media_id = $1::uuid ORDER BY run_number DESC LIMIT 1",
-    )
-    .bind(media_id)
-    .fetch_one(&api.db)
-    .await
-    .expect("run");
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM analysis_runs WHERE media_id = $1::uuid ORDER BY run_number DESC LIMIT 1")
+            .bind(media_id)
+            .fetch_one(&api.db)
+            .await
+            .expect("run");
     id.to_string()
 }
 
@@ -136,7 +135,9 @@ async fn get_media_returns_every_run_newest_first_with_analyses() {
     assert_eq!(status, 202, "{v}");
 
     // Analyses of run 1, written as the worker would, come back createdAt ASC then modelName ASC.
-    for (model, at) in [("ZETA", "2026-01-01T00:00:00Z"), ("ALPHA", "2026-01-01T00:00:01Z"), ("BETA", "2026-01-01T00:00:01Z")] {
+    for (model, at) in
+        [("ZETA", "2026-01-01T00:00:00Z"), ("ALPHA", "2026-01-01T00:00:01Z"), ("BETA", "2026-01-01T00:00:01Z")]
+    {
         sqlx::query(
             "INSERT INTO deepfake_analyses (id, analysis_run_id, model_name, status, created_at)
              VALUES ($1, $2::uuid, $3, 'FAILED', $4::timestamptz)",
@@ -162,7 +163,8 @@ async fn get_media_returns_every_run_newest_first_with_analyses() {
     assert_eq!(runs[1]["status"], "FAILED");
     assert_eq!(runs[1]["errorMessage"], "No compatible models available for IMAGE");
     assert_timestamp(&runs[1]["completedAt"]);
-    let names: Vec<_> = runs[1]["analyses"].as_array().expect("analyses").iter().map(|a| a["modelName"].clone()).collect();
+    let names: Vec<_> =
+        runs[1]["analyses"].as_array().expect("analyses").iter().map(|a| a["modelName"].clone()).collect();
     assert_eq!(names, vec![json!("ZETA"), json!("ALPHA"), json!("BETA")]);
     let a = &runs[1]["analyses"][0];
     assert_eq!(
@@ -267,7 +269,12 @@ async fn patch_checks_id_then_ownership_then_body() {
 
     let (s, v) = api.patch(&path, &token, json!({"filename": "x", "status": "ANALYZED"})).await;
     assert_eq!(s, 400);
-    assert_error(&v, 400, "Validation failed", &["Field 'filename' cannot be updated.", "Field 'status' cannot be updated."]);
+    assert_error(
+        &v,
+        400,
+        "Validation failed",
+        &["Field 'filename' cannot be updated.", "Field 'status' cannot be updated."],
+    );
     let (s, v) = api.patch(&path, &token, json!({"description": "x".repeat(501)})).await;
     assert_eq!(s, 400);
     assert_error(&v, 400, "Validation failed", &["Description must be at most 500 characters"]);

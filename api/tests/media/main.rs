@@ -3,5 +3,6 @@
 
 mod crud;
 mod files;
+mod pipeline;
 mod support;
 mod uploads;

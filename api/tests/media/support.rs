@@ -38,9 +38,7 @@ pub struct TestApi {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub db: PgPool,
-    pub db_url: String,
     pub storage_dir: PathBuf,
-    pub task_queue: String,
     pub env: HashMap<String, String>,
     pub temporal: Option<TemporalDevServer>,
 }
@@ -64,7 +62,7 @@ impl TestApi {
         };
         let mut env = base_env(&db_url, &redis_url());
         env.insert("LOCAL_STORAGE_PATH".into(), storage_dir.to_string_lossy().into_owned());
-        env.insert("TEMPORAL_TASK_QUEUE".into(), task_queue.clone());
+        env.insert("TEMPORAL_TASK_QUEUE".into(), task_queue);
         env.insert("PUBLIC_BASE_URL".into(), "http://files.example.test:3000".into());
         let address = match &temporal {
             Some(t) => t.address(),
@@ -81,7 +79,7 @@ impl TestApi {
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(drishtiksha_api::serve(state, listener));
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        let api = Self { addr, http, db, db_url, storage_dir, task_queue, env, temporal };
+        let api = Self { addr, http, db, storage_dir, env, temporal };
         if api.temporal.is_some() {
             // The dev server accepts connections before its namespace answers.
             eventually(Duration::from_secs(60), || async {
@@ -110,7 +108,10 @@ impl TestApi {
             .expect("signup");
         assert_eq!(r.status(), 201, "signup failed");
         let v: Value = r.json().await.expect("json");
-        (v["data"]["user"]["id"].as_str().expect("id").to_string(), v["data"]["token"].as_str().expect("token").to_string())
+        (
+            v["data"]["user"]["id"].as_str().expect("id").to_string(),
+            v["data"]["token"].as_str().expect("token").to_string(),
+        )
     }
 
     pub async fn upload_form(&self, token: &str, form: Form) -> reqwest::Response {
@@ -174,21 +175,15 @@ impl TestApi {
         assert_eq!(self.stored_files(), Vec::<PathBuf>::new(), "files were left in storage");
     }
 
-    pub async fn run_status(&self, run_id: &str) -> (String, Option<String>) {
-        sqlx::query_as("SELECT status::text, error_message FROM analysis_runs WHERE id = $1::uuid")
-            .bind(run_id)
-            .fetch_one(&self.db)
-            .await
-            .expect("run")
-    }
-
     /// Ends a run the way a finished workflow would.
     pub async fn finish_run(&self, run_id: &str) {
         let id = Uuid::parse_str(run_id).expect("run id");
         drishtiksha_common::db::runs::finalize(
             &self.db,
             id,
-            drishtiksha_common::db::runs::Finalization::Finish { error: Some("No compatible models available for IMAGE".into()) },
+            drishtiksha_common::db::runs::Finalization::Finish {
+                error: Some("No compatible models available for IMAGE".into()),
+            },
         )
         .await
         .expect("finalize")

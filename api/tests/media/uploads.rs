@@ -59,7 +59,12 @@ async fn upload_with_a_file_in_another_field_is_400_unexpected_file_field() {
         .part("avatar", file_part("b.png", "image/png", png_bytes()));
     let (status, v) = json_of(api.upload_form(&token, form).await).await;
     assert_eq!(status, 400);
-    assert_error(&v, 400, "Validation failed", &["Unexpected file field 'avatar'. Upload one file in the 'media' field."]);
+    assert_error(
+        &v,
+        400,
+        "Validation failed",
+        &["Unexpected file field 'avatar'. Upload one file in the 'media' field."],
+    );
     api.assert_nothing_stored().await;
 }
 
@@ -72,7 +77,12 @@ async fn upload_with_two_files_in_media_is_400_unexpected_file_field() {
         .part("media", file_part("b.png", "image/png", png_bytes()));
     let (status, v) = json_of(api.upload_form(&token, form).await).await;
     assert_eq!(status, 400);
-    assert_error(&v, 400, "Validation failed", &["Unexpected file field 'media'. Upload one file in the 'media' field."]);
+    assert_error(
+        &v,
+        400,
+        "Validation failed",
+        &["Unexpected file field 'media'. Upload one file in the 'media' field."],
+    );
     api.assert_nothing_stored().await;
 }
 
@@ -164,7 +174,8 @@ async fn upload_one_byte_over_the_default_150_mib_limit_is_413_and_leaves_nothin
 async fn upload_of_an_unsupported_type_is_415() {
     let api = TestApi::without_temporal().await;
     let (_, token) = api.signup().await;
-    let (status, v) = json_of(api.upload(&token, "notes.txt", "Text/Plain; charset=utf-8", b"hi".to_vec(), None).await).await;
+    let (status, v) =
+        json_of(api.upload(&token, "notes.txt", "Text/Plain; charset=utf-8", b"hi".to_vec(), None).await).await;
     assert_eq!(status, 415);
     assert_error(
         &v,
@@ -284,11 +295,12 @@ async fn upload_while_temporal_is_unreachable_keeps_the_media_and_fails_run_1_wi
     assert_eq!(media_status, "FAILED");
     assert_eq!(key, format!("videos/{media_id}.mp4"));
     assert!(api.storage_dir.join(&key).is_file(), "file kept");
-    let (run_status, error, completed): (String, Option<String>, bool) =
-        sqlx::query_as("SELECT status::text, error_message, completed_at IS NOT NULL FROM analysis_runs WHERE run_number = 1")
-            .fetch_one(&api.db)
-            .await
-            .expect("run row");
+    let (run_status, error, completed): (String, Option<String>, bool) = sqlx::query_as(
+        "SELECT status::text, error_message, completed_at IS NOT NULL FROM analysis_runs WHERE run_number = 1",
+    )
+    .fetch_one(&api.db)
+    .await
+    .expect("run row");
     assert_eq!(run_status, "FAILED");
     assert_eq!(error.as_deref(), Some("Analysis could not be started"));
     assert!(completed);

@@ -240,9 +240,10 @@ pub async fn insert_next_run(
     run_id: Uuid,
     workflow_id_of: impl FnOnce(i32) -> String,
 ) -> Result<Option<RunHandle>, sqlx::Error> {
-    let locked = sqlx::query_scalar!("SELECT id FROM media WHERE id = $1 AND user_id = $2 FOR UPDATE", media_id, user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let locked =
+        sqlx::query_scalar!("SELECT id FROM media WHERE id = $1 AND user_id = $2 FOR UPDATE", media_id, user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     if locked.is_none() {
         return Ok(None);
     }
@@ -262,13 +263,9 @@ pub async fn insert_next_run(
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query!(
-        "UPDATE media SET status = 'QUEUED', latest_analysis_run_id = $2 WHERE id = $1",
-        media_id,
-        run_id
-    )
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query!("UPDATE media SET status = 'QUEUED', latest_analysis_run_id = $2 WHERE id = $1", media_id, run_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(Some(RunHandle { id: run_id, run_number, status: RunStatus::Queued, workflow_id }))
 }
 
@@ -290,11 +287,7 @@ pub async fn find_owned(db: impl PgExecutor<'_>, id: Uuid, user_id: Uuid) -> Res
 
 /// The full media object (with `user`, all runs `runNumber` DESC, each with its analyses), as
 /// `GET /media/:id` and the `media_update` event show it. `owner` restricts it to one user.
-pub async fn load_full(
-    db: &sqlx::PgPool,
-    id: Uuid,
-    owner: Option<Uuid>,
-) -> Result<Option<Media>, sqlx::Error> {
+pub async fn load_full(db: &sqlx::PgPool, id: Uuid, owner: Option<Uuid>) -> Result<Option<Media>, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT m.id, m.filename, m.url, m.storage_key, m.mimetype, m.size, m.description,
                   m.status AS "status: RunStatus", m.media_type AS "media_type: MediaType", m.has_audio, m.metadata,
@@ -389,7 +382,8 @@ pub async fn list_for_user(db: &sqlx::PgPool, user_id: Uuid) -> Result<Vec<Media
                 updated_at: r.updated_at,
                 latest_analysis_run_id: r.latest_analysis_run_id,
             });
-            media.user = Some(MediaUser { id: r.user_id, first_name: r.first_name, last_name: r.last_name, email: r.email });
+            media.user =
+                Some(MediaUser { id: r.user_id, first_name: r.first_name, last_name: r.last_name, email: r.email });
             media.analysis_runs = Some(runs);
             media
         })
@@ -514,6 +508,9 @@ pub async fn delete_owned(db: impl PgExecutor<'_>, id: Uuid, user_id: Uuid) -> R
 }
 
 /// The stored MIME of the media kept under `storage_key`, if any.
-pub async fn mimetype_by_storage_key(db: impl PgExecutor<'_>, storage_key: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn mimetype_by_storage_key(
+    db: impl PgExecutor<'_>,
+    storage_key: &str,
+) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar!("SELECT mimetype FROM media WHERE storage_key = $1", storage_key).fetch_optional(db).await
 }

@@ -86,14 +86,9 @@ pub async fn store_probe(
     metadata: Option<&Value>,
     has_audio: Option<bool>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE media SET metadata = $2, has_audio = $3 WHERE id = $1",
-        media_id,
-        metadata,
-        has_audio
-    )
-    .execute(pool)
-    .await?;
+    sqlx::query!("UPDATE media SET metadata = $2, has_audio = $3 WHERE id = $1", media_id, metadata, has_audio)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -198,7 +193,12 @@ pub enum AttemptStart {
 }
 
 /// Marks a model's row RUNNING for `attempt` (1-based).
-pub async fn begin_attempt(pool: &PgPool, run_id: Uuid, model: &str, attempt: i32) -> Result<AttemptStart, sqlx::Error> {
+pub async fn begin_attempt(
+    pool: &PgPool,
+    run_id: Uuid,
+    model: &str,
+    attempt: i32,
+) -> Result<AttemptStart, sqlx::Error> {
     let mut tx = pool.begin().await?;
     if lock_open_run(&mut tx, run_id).await?.is_none() {
         return Ok(AttemptStart::Closed);
@@ -218,13 +218,9 @@ pub async fn begin_attempt(pool: &PgPool, run_id: Uuid, model: &str, attempt: i3
         }
         Some(r) if r.status.is_finished() => AttemptStart::Closed,
         Some(r) => {
-            sqlx::query!(
-                "UPDATE deepfake_analyses SET status = 'RUNNING', attempts = $2 WHERE id = $1",
-                r.id,
-                attempt
-            )
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query!("UPDATE deepfake_analyses SET status = 'RUNNING', attempts = $2 WHERE id = $1", r.id, attempt)
+                .execute(&mut *tx)
+                .await?;
             AttemptStart::Running { analysis_id: r.id }
         }
     };
@@ -307,7 +303,12 @@ pub struct FailedModel {
 /// A final failure: the row FAILED with `message` and the `{error, attempts, retryCount}` payload;
 /// counts and run/media status in the same transaction. `None` when the run is missing or terminal
 /// or the row already finished.
-pub async fn fail_model(pool: &PgPool, run_id: Uuid, model: &str, message: &str) -> Result<Option<FailedModel>, sqlx::Error> {
+pub async fn fail_model(
+    pool: &PgPool,
+    run_id: Uuid,
+    model: &str,
+    message: &str,
+) -> Result<Option<FailedModel>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let Some(run) = lock_open_run(&mut tx, run_id).await? else {
         return Ok(None);

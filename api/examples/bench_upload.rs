@@ -1,0 +1,110 @@
+//! Upload throughput and memory: streams a 150 MiB video through `POST /api/v1/media` of an api
+//! served in-process (own database, machine Redis, a Temporal dev server so the run really
+//! starts) and prints one markdown table row: size, seconds, MB/s, RSS growth of the process.
+//!
+//! The client sends from a generator over one static 64 KiB buffer, so the RSS growth measured is
+//! the api's buffering of the upload.
+//!
+//! ```text
+//! cargo run --release -p drishtiksha-api --example bench_upload [-- <MiB>]
+//! ```
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use drishtiksha_common::config::ApiConfig;
+use drishtiksha_testkit::{TemporalDevServer, base_env, eventually, fresh_database, redis_url};
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+static CHUNK: [u8; 64 * 1024] = [0x5a; 64 * 1024];
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mib: u64 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(150);
+    let total = mib * 1_048_576;
+
+    let temporal = TemporalDevServer::start()?;
+    let (db_url, _pool) = fresh_database().await?;
+    let storage = std::env::temp_dir().join(format!("bench-upload-{}", uuid::Uuid::new_v4()));
+    let mut env = base_env(&db_url, &redis_url());
+    env.insert("LOCAL_STORAGE_PATH".into(), storage.to_string_lossy().into_owned());
+    env.insert("TEMPORAL_ADDRESS".into(), temporal.address());
+    env.insert("TEMPORAL_TASK_QUEUE".into(), format!("bench-{}", uuid::Uuid::new_v4().simple()));
+    env.insert("MAX_UPLOAD_BYTES".into(), (total + 1).max(157_286_400).to_string());
+    let state = drishtiksha_api::build_state(ApiConfig::from_source(&env)?).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(drishtiksha_api::serve(state, listener));
+
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(60), || async {
+        let r = http.get(format!("{base}/api/ready")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await?;
+    let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
+    let signup: Value = http
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(&json!({"email": email, "password": "correct-horse-battery", "firstName": "B", "lastName": "B"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = signup["data"]["token"].as_str().ok_or_else(|| anyhow::anyhow!("no token: {signup}"))?.to_string();
+
+    let upload = |size: u64| {
+        let chunks = futures::stream::unfold(0u64, move |sent| async move {
+            if sent >= size {
+                return None;
+            }
+            let n = (size - sent).min(CHUNK.len() as u64) as usize;
+            Some((Ok::<Bytes, std::io::Error>(Bytes::from_static(&CHUNK[..n])), sent + n as u64))
+        });
+        let part = Part::stream_with_length(reqwest::Body::wrap_stream(chunks), size)
+            .file_name("bench.mp4")
+            .mime_str("video/mp4")
+            .expect("mime");
+        http.post(format!("{base}/api/v1/media")).bearer_auth(&token).multipart(Form::new().part("media", part)).send()
+    };
+
+    // Warm-up: connection pools, first workflow start.
+    let warm = upload(1_048_576).await?;
+    anyhow::ensure!(warm.status() == 202, "warm-up upload answered {}", warm.status());
+
+    let before = rss_kib();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let resp = upload(total).await?;
+    let elapsed = started.elapsed();
+    sampler.abort();
+    let status = resp.status();
+    anyhow::ensure!(status == 202, "upload answered {status}: {}", resp.text().await?);
+    let growth_mb = (peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(before)) as f64 / 1024.0;
+    let mb_s = total as f64 / 1_048_576.0 / elapsed.as_secs_f64();
+
+    println!("| upload size | time (s) | throughput (MiB/s) | api RSS growth (MiB) |");
+    println!("|---|---|---|---|");
+    println!("| {mib} MiB | {:.2} | {mb_s:.1} | {growth_mb:.1} |", elapsed.as_secs_f64());
+    let _ = std::fs::remove_dir_all(storage);
+    drop(temporal);
+    Ok(())
+}
