@@ -212,12 +212,7 @@ fn workflow_id(ctx: &ActivityContext) -> &str {
 
 /// Attempts allowed by the activity's retry policy (0 = unlimited).
 fn max_attempts(ctx: &ActivityContext, fallback: u32) -> u32 {
-    ctx.info()
-        .retry_policy
-        .as_ref()
-        .and_then(|p| u32::try_from(p.maximum_attempts()).ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(fallback)
+    ctx.info().retry_policy.as_ref().map(|p| p.maximum_attempts()).filter(|n| *n > 0).unwrap_or(fallback)
 }
 
 #[activities]

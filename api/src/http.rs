@@ -119,8 +119,42 @@ pub async fn method_not_allowed_envelope(req: Request, next: Next) -> Response {
     out
 }
 
+/// Marks fallback responses, so metrics do not label them by the (unbounded) requested path.
+#[derive(Clone, Copy)]
+pub struct Unmatched;
+
 pub async fn route_not_found() -> Response {
-    ApiError::not_found("Route not found.").into_response()
+    let mut resp = ApiError::not_found("Route not found.").into_response();
+    resp.extensions_mut().insert(Unmatched);
+    resp
+}
+
+/// Counts requests by route and status and observes their latency.
+pub async fn http_metrics(req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let route = if resp.extensions().get::<Unmatched>().is_some() {
+        "unmatched".to_string()
+    } else {
+        drishtiksha_common::metrics::route_label(&path)
+    };
+    let status = resp.status().as_u16().to_string();
+    drishtiksha_common::metrics::HTTP_REQUESTS.with_label_values(&[method.as_str(), route.as_str(), status.as_str()]).inc();
+    drishtiksha_common::metrics::HTTP_DURATION
+        .with_label_values(&[method.as_str(), route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// `GET /metrics`: Prometheus text format; not rate-limited.
+pub async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        drishtiksha_common::metrics::render(),
+    )
+        .into_response()
 }
 
 /// Unused bodies are dropped without reading; keeps handlers that take no body honest.

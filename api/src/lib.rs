@@ -49,6 +49,7 @@ pub fn app_with_io(state: AppState) -> (Router, socketioxide::SocketIo) {
         .route("/", get(health::alive))
         .route("/api/health", get(health::alive))
         .route("/api/ready", get(health::ready))
+        .route("/metrics", get(http::metrics))
         .nest("/api/v1", v1)
         .merge(media::files_router())
         .fallback(http::route_not_found)
@@ -57,7 +58,8 @@ pub fn app_with_io(state: AppState) -> (Router, socketioxide::SocketIo) {
         .layer(from_fn(http::method_not_allowed_envelope))
         .layer(from_fn_with_state(origins, http::cors))
         .layer(from_fn(http::security_headers))
-        .layer(from_fn(http::request_id));
+        .layer(from_fn(http::request_id))
+        .layer(from_fn(http::http_metrics));
     (router, io)
 }
 
@@ -73,6 +75,10 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
 pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let (app, io) = app_with_io(state.clone());
+    let metrics_server = match state.config.common.metrics_addr {
+        Some(addr) => Some(spawn_metrics_listener(addr).await?),
+        None => None,
+    };
     let progress = realtime::spawn_listener(io.clone(), state);
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -84,7 +90,23 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         .await
         .context("http server failed");
     progress.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     result
+}
+
+/// `/metrics` on a separate address (`METRICS_ADDR`), e.g. one only the monitoring network reaches.
+pub async fn spawn_metrics_listener(addr: SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let app = Router::new().route("/metrics", get(http::metrics));
+    tracing::info!(%addr, "metrics listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener stopped");
+        }
+    }))
 }
 
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {

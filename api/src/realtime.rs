@@ -60,6 +60,8 @@ async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(stat
         return;
     };
     socket.join(user_rooms(&user_id.to_string()));
+    drishtiksha_common::metrics::SOCKET_CONNECTIONS.inc();
+    socket.on_disconnect(async || drishtiksha_common::metrics::SOCKET_CONNECTIONS.dec());
     tracing::debug!(user.id = %user_id, socket.id = %socket.id, "socket connected");
 }
 

@@ -79,3 +79,33 @@ async fn ready_checks_postgres_redis_and_temporal_for_real() {
     assert_eq!(status, 503);
     assert_eq!(v["checks"]["temporal"], "unavailable");
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_format_with_route_labels() {
+    let app = TestApp::spawn().await;
+    let token = app.signup(&support::unique_email(), "correct-horse").await.1;
+    let _ = app.get_auth("/api/v1/auth/profile", &token).await;
+    let _ = app.http.get(app.url("/api/v1/unknown/path")).send().await.expect("req");
+    let r = app.http.get(app.url("/metrics")).send().await.expect("req");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain")));
+    let text = r.text().await.expect("text");
+    assert!(text.contains(r#"drishtiksha_http_requests_total{method="POST",route="/api/v1/auth/signup",status="201"}"#), "{text}");
+    assert!(text.contains(r#"route="/api/v1/auth/profile",status="200""#));
+    assert!(text.contains(r#"route="unmatched",status="404""#));
+    assert!(!text.contains("/api/v1/unknown/path"));
+    assert!(text.contains("drishtiksha_http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn metrics_can_be_bound_to_a_separate_address() {
+    let port = drishtiksha_testkit::free_port();
+    let app = TestApp::spawn_with(HashMap::from([("METRICS_ADDR", format!("127.0.0.1:{port}"))])).await;
+    assert_eq!(app.http.get(app.url("/api/health")).send().await.expect("req").status(), 200);
+    let text = drishtiksha_testkit::eventually(std::time::Duration::from_secs(10), || async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok()
+    })
+    .await
+    .expect("metrics listener");
+    assert!(text.contains(r#"drishtiksha_http_requests_total{method="GET",route="/api/health",status="200"}"#), "{text}");
+}

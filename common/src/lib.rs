@@ -4,6 +4,7 @@
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod metrics;
 pub mod model;
 pub mod reconcile;
 pub mod redis_conn;

@@ -146,8 +146,9 @@ impl Relay {
         let [primary, alias] = rooms;
         let first = self.io.to(primary.clone()).emit(event, payload).await;
         let second = self.io.to(alias.clone()).except(primary.clone()).emit(event, payload).await;
-        if let Err(e) = first.and(second) {
-            tracing::warn!(event, error = %e, "socket event not delivered");
+        match first.and(second) {
+            Ok(()) => drishtiksha_common::metrics::EVENTS_RELAYED.with_label_values(&[event]).inc(),
+            Err(e) => tracing::warn!(event, error = %e, "socket event not delivered"),
         }
     }
 

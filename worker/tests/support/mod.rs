@@ -215,6 +215,11 @@ impl Pipeline {
     }
 
     pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig::from_source(&self.worker_env()).expect("valid worker configuration")
+    }
+
+    /// The worker's environment variables.
+    pub fn worker_env(&self) -> HashMap<String, String> {
         let mut env = drishtiksha_testkit::base_env(&self.db_url, &self.redis.url());
         for (k, v) in [
             ("TEMPORAL_ADDRESS", self.temporal_address.clone()),
@@ -227,7 +232,7 @@ impl Pipeline {
             env.insert(k.to_string(), v);
         }
         env.extend(self.overrides.clone());
-        WorkerConfig::from_source(&env).expect("valid worker configuration")
+        env
     }
 
     /// Starts a worker (replacing none).
