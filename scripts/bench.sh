@@ -46,6 +46,32 @@ row "GET /auth/profile latency p50 / p99" "$p50 / $p99" "p99 < 15 ms"
 row "api RSS idle / after the load" "$idle_rss MB / $load_rss MB" "idle < 30 MB"
 kill $api_pid; wait $api_pid 2>/dev/null || true
 
+# --- Socket.IO fan-out: 2,000 WebSocket clients, one event per second per user for 60 s ----------
+sockets=${BENCH_SOCKETS:-2000}
+seconds=${BENCH_SOCKET_SECONDS:-60}
+"$bin/api" > .data/bench-api-sockets.log 2>&1 &
+api_pid=$!; pids+=($api_pid)
+for _ in $(seq 1 100); do curl -fs "127.0.0.1:$port/api/health" >/dev/null 2>&1 && break; sleep 0.1; done
+psql -h 127.0.0.1 -U postgres -d "$db" -qAtc "INSERT INTO users (id, email, first_name, last_name, password_hash)
+  SELECT gen_random_uuid(), 'sock' || g || '@bench.local', 'B', 'B', 'x' FROM generate_series(1, $sockets) g RETURNING id" \
+  > .data/bench-users.txt
+ticks_before=$(awk '{ print $14 + $15 }' "/proc/$api_pid/stat")
+started=$(date +%s.%N)
+peak=0
+( while kill -0 $api_pid 2>/dev/null; do r=$(awk '/^VmRSS/ { print $2 }' "/proc/$api_pid/status"); echo "$r"; sleep 1; done ) > .data/bench-rss.txt &
+sampler=$!
+sock_out=$(node api/tests/js/bench_sockets.mjs "http://127.0.0.1:$port" "$REDIS_URL" media-progress-events "$JWT_SECRET" .data/bench-users.txt "$seconds")
+ended=$(date +%s.%N)
+ticks_after=$(awk '{ print $14 + $15 }' "/proc/$api_pid/stat")
+kill $sampler 2>/dev/null || true
+peak=$(sort -n .data/bench-rss.txt | tail -1)
+cpu=$(awk -v a="$ticks_before" -v b="$ticks_after" -v s="$started" -v e="$ended" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", (b - a) / hz / (e - s) * 100 }')
+read -r conns delivered expected sp50 sp99 <<<"$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["connections"], d["delivered"], d["expected"], d["p50"], d["p99"])' "$sock_out")"
+row "Socket.IO: $sockets WebSocket clients, 1 event/s/user, ${seconds}s — delivered" "$delivered / $expected ($conns connected)" "all delivered"
+row "Socket.IO fan-out delivery latency p50 / p99 (publish → client)" "$sp50 ms / $sp99 ms" "p99 < 100 ms"
+row "api RSS peak / CPU during the fan-out" "$(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }') MB / ${cpu}% of one core" "RSS < 200 MB"
+kill $api_pid; wait $api_pid 2>/dev/null || true
+
 # --- further benchmarks shipped as examples -----------------------------------------------------
 for ex in "$bin"/examples/bench_*; do
   [ -x "$ex" ] || continue

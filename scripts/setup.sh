@@ -45,7 +45,7 @@ if ! .venv/bin/temporal --version 2>/dev/null | grep -q "temporal version $TEMPO
 fi
 
 # The official socket.io-client, used by the Socket.IO integration tests.
-if [ ! -f api/tests/js/node_modules/socket.io-client/package.json ]; then
+if [ ! -f api/tests/js/node_modules/socket.io-client/package.json ] || [ ! -f api/tests/js/node_modules/redis/package.json ]; then
   say "installing socket.io-client for the Socket.IO tests"
   (cd api/tests/js && npm ci --no-audit --no-fund --silent)
 fi

@@ -12,7 +12,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub errors: Vec<String>,
-    pub headers: HeaderMap,
+    pub headers: Option<Box<HeaderMap>>,
     /// Logged once when the response is built; never shown to the client.
     pub source: Option<anyhow::Error>,
 }
@@ -21,7 +21,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), errors: Vec::new(), headers: HeaderMap::new(), source: None }
+        Self { status, message: message.into(), errors: Vec::new(), headers: None, source: None }
     }
 
     pub fn validation(errors: Vec<String>) -> Self {
@@ -66,7 +66,7 @@ impl ApiError {
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
+        self.headers.get_or_insert_with(Default::default).insert(name, value);
         self
     }
 }
@@ -89,10 +89,10 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Some(source) = &self.source {
-            if self.status.is_server_error() {
-                tracing::error!(status = self.status.as_u16(), error = %format!("{source:#}"), "request failed");
-            }
+        if let Some(source) = &self.source
+            && self.status.is_server_error()
+        {
+            tracing::error!(status = self.status.as_u16(), error = %format!("{source:#}"), "request failed");
         }
         let body = json!({
             "statusCode": self.status.as_u16(),
@@ -101,7 +101,9 @@ impl IntoResponse for ApiError {
             "errors": self.errors,
         });
         let mut resp = (self.status, axum::Json(body)).into_response();
-        resp.headers_mut().extend(self.headers);
+        if let Some(headers) = self.headers {
+            resp.headers_mut().extend(*headers);
+        }
         resp
     }
 }

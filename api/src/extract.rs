@@ -65,12 +65,16 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-/// Reads a string field; `Err(())` when present but not a string.
-pub fn str_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ()> {
+/// A body field of the wrong JSON type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAString;
+
+/// Reads a string field; `Err(NotAString)` when present but not a string.
+pub fn str_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, NotAString> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(()),
+        Some(_) => Err(NotAString),
     }
 }
 

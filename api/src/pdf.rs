@@ -51,8 +51,8 @@ pub async fn download_report(
     // Layout, subsetting and compression are CPU work: keep them off the async workers.
     let pdf = tokio::task::spawn_blocking(move || render_report(&input)).await.map_err(ApiError::internal)?;
 
-    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
-        .map_err(ApiError::internal)?;
+    let disposition =
+        HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")).map_err(ApiError::internal)?;
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static("application/pdf")),
         (header::CONTENT_DISPOSITION, disposition),

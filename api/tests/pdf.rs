@@ -54,7 +54,14 @@ async fn insert_media(db: &PgPool, user_id: &str, filename: &str, media_type: &s
     id
 }
 
-async fn insert_run(db: &PgPool, media_id: Uuid, run_number: i32, status: &str, total: i32, error: Option<&str>) -> Uuid {
+async fn insert_run(
+    db: &PgPool,
+    media_id: Uuid,
+    run_number: i32,
+    status: &str,
+    total: i32,
+    error: Option<&str>,
+) -> Uuid {
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO analysis_runs (id, media_id, run_number, status, workflow_id, total_models, error_message)
@@ -162,7 +169,12 @@ impl Pdf {
     /// Renders every page to PNG; returns how many images were written.
     fn rasterize(&self) -> usize {
         let prefix = self.dir.join("page");
-        let out = Command::new("pdftoppm").args(["-png", "-r", "40"]).arg(&self.file).arg(&prefix).output().expect("run pdftoppm");
+        let out = Command::new("pdftoppm")
+            .args(["-png", "-r", "40"])
+            .arg(&self.file)
+            .arg(&prefix)
+            .output()
+            .expect("run pdftoppm");
         assert!(out.status.success(), "pdftoppm failed: {}", String::from_utf8_lossy(&out.stderr));
         assert!(out.stderr.is_empty(), "pdftoppm reported problems: {}", String::from_utf8_lossy(&out.stderr));
         count_pngs(&self.dir)
@@ -243,7 +255,10 @@ async fn report_of_an_analyzed_run_shows_verdict_models_file_name_and_report_id_
     assert_eq!(headers["pragma"], "no-cache");
     assert_eq!(headers["expires"], "0");
     let date = Utc::now().format("%Y-%m-%d");
-    assert_eq!(headers["content-disposition"], format!("attachment; filename=\"Analysis_Report_interview_{date}.pdf\"").as_str());
+    assert_eq!(
+        headers["content-disposition"],
+        format!("attachment; filename=\"Analysis_Report_interview_{date}.pdf\"").as_str()
+    );
 }
 
 #[tokio::test]
@@ -258,7 +273,7 @@ async fn report_file_name_replaces_other_characters_and_is_cut_to_thirty() {
     let date = Utc::now().format("%Y-%m-%d");
     assert_eq!(
         headers["content-disposition"],
-        format!("attachment; filename=\"Analysis_Report_T_st_clip__final____interview_{date}.pdf\"").as_str()
+        format!("attachment; filename=\"Analysis_Report_T_st_clip__final____interview__{date}.pdf\"").as_str()
     );
 }
 

@@ -168,7 +168,7 @@ pub struct TemporalConfig {
 #[derive(Debug, Clone)]
 pub enum StorageConfig {
     Local { root: PathBuf },
-    S3(S3Config),
+    S3(Box<S3Config>),
 }
 
 #[derive(Debug, Clone)]
@@ -259,13 +259,13 @@ impl CommonConfig {
                     Some(e) => Some(v.url("S3_PUBLIC_BASE_URL", &e, &["http", "https"])?),
                     None => None,
                 };
-                StorageConfig::S3(S3Config {
+                StorageConfig::S3(Box::new(S3Config {
                     bucket: v.required("S3_BUCKET", "a bucket name, when STORAGE_PROVIDER=s3")?,
                     region: v.opt("S3_REGION").unwrap_or_else(|| "us-east-1".to_string()),
                     endpoint,
                     public_base_url,
                     presign_ttl: v.duration("S3_PRESIGN_TTL", Duration::from_secs(86_400))?,
-                })
+                }))
             }
             other => return Err(err("STORAGE_PROVIDER", format!("must be local or s3, got {other:?}"))),
         };

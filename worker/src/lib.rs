@@ -109,7 +109,7 @@ fn run_worker_thread(config: WorkerConfig, ready: mpsc::Sender<anyhow::Result<Sh
 
 async fn build_worker(config: &WorkerConfig) -> anyhow::Result<Worker> {
     let common = &config.common;
-    let pool_size = u32::try_from(config.max_concurrent_activities.clamp(5, 50)).unwrap_or(20);
+    let pool_size = u32::try_from(config.max_concurrent_activities.clamp(5, 20)).unwrap_or(20);
     let pool = db::connect(common.database_url.expose(), pool_size).await?;
     db::migrate(&pool).await?;
     let activities = AnalysisActivities::from_config(config, pool).await?;

@@ -334,3 +334,79 @@ async fn a_finished_run_replays_deterministically() {
         .await
         .expect("history replays without nondeterminism");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_model_waits_for_retry_after_between_attempts_then_fails_for_good() {
+    let p = ready_pipeline().await;
+    let redis = redis::Client::open(p.redis.url()).expect("redis client");
+    let mut events = redis.get_async_pubsub().await.expect("pubsub");
+    events.subscribe("media-progress-events").await.expect("subscribe");
+
+    let started = std::time::Instant::now();
+    let run = p.analyse(Kind::Image, "STANDIN:429@CROSS-EFFICIENT-VIT-IMG").await;
+    let row = p.finished_run(run.run_id).await;
+
+    assert!(started.elapsed() >= Duration::from_secs(2), "two Retry-After: 1 waits");
+    assert_eq!(row.status, RunStatus::Failed, "no model completed");
+    assert_eq!((row.total_models, row.completed_count, row.failed_count), (1, 0, 1));
+    assert_eq!(row.error_message, None);
+    let rows = p.analyses(run.run_id).await;
+    assert_eq!(rows[0].status, AnalysisStatus::Failed);
+    assert_eq!(rows[0].attempts, 3);
+    assert_eq!(rows[0].error_message.as_deref(), Some("Too many requests"));
+    assert_eq!(rows[0].result_payload, Some(json!({"error": "Too many requests", "attempts": 3, "retryCount": 2})));
+
+    let mut seen: Vec<Value> = Vec::new();
+    let mut stream = events.on_message();
+    while !seen.iter().any(|m| m["event"] == "ANALYSIS_FAILED" && m["data"].get("finalStatus").is_some()) {
+        let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("events arrive")
+            .expect("message");
+        let payload: String = msg.get_payload().expect("payload");
+        seen.push(serde_json::from_str(&payload).expect("JSON event"));
+    }
+    let retrying: Vec<&Value> = seen.iter().filter(|m| m["event"] == "ANALYSIS_RETRYING").collect();
+    assert_eq!(retrying.len(), 2);
+    assert_eq!(retrying[0]["data"]["attempt"], 1);
+    assert_eq!(retrying[0]["data"]["phase"], "retrying");
+    assert_eq!(retrying[0]["data"]["error_message"], "Too many requests");
+    let model_failed = seen
+        .iter()
+        .find(|m| m["event"] == "ANALYSIS_FAILED" && m["data"].get("model_name").is_some())
+        .expect("per-model failure event");
+    let data = &model_failed["data"];
+    assert_eq!(data["model_name"], "CROSS-EFFICIENT-VIT-IMG");
+    assert_eq!(data["attempts"], 3);
+    assert_eq!(data["phase"], "failed");
+    assert_eq!(data["runId"], json!(run.run_id.to_string()));
+    assert!(data["analysisId"].is_string());
+    let run_failed = seen.iter().find(|m| m["data"].get("finalStatus").is_some()).expect("run event");
+    assert_eq!(run_failed["data"]["finalStatus"], "FAILED");
+    assert_eq!(run_failed["data"]["failedAnalyses"], 1);
+    assert!(run_failed["data"].get("model_name").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_media_is_deleted_mid_analysis_ends_without_writing() {
+    let mut config = standin_config();
+    config.latency_scale = 4.0;
+    let mut p = Pipeline::new(Some(config)).await;
+    p.start_worker().await;
+    let run = p.analyse(Kind::Image, "").await;
+    eventually(support::RUN_TIMEOUT, || async {
+        let rows = p.analyses(run.run_id).await;
+        rows.iter().any(|r| r.status == AnalysisStatus::Running).then_some(())
+    })
+    .await
+    .expect("the model is being analysed");
+
+    sqlx::query!("DELETE FROM media WHERE id = $1", run.media_id).execute(&p.pool).await.expect("media deleted");
+    let handle = p.client().get_workflow_handle::<MediaAnalysisWorkflow>(&run.workflow_id);
+    let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("the workflow completes");
+
+    assert_eq!(result.total_models, 0);
+    let left =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM analysis_runs"#).fetch_one(&p.pool).await.expect("count");
+    assert_eq!(left, 0, "nothing was written back");
+}

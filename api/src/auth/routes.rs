@@ -72,7 +72,7 @@ fn check_new_password(pw: Option<&str>, errors: &mut Vec<String>) {
 }
 
 /// A trimmed name; `label` is "First name" / "Last name".
-fn check_name(v: Result<Option<String>, ()>, label: &str, required: bool, errors: &mut Vec<String>) -> Option<String> {
+fn check_name(v: Result<Option<String>, crate::extract::NotAString>, label: &str, required: bool, errors: &mut Vec<String>) -> Option<String> {
     match v {
         Ok(Some(s)) => {
             let t = s.trim().to_string();

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::doc::{Align, CONTENT_W, Doc, Font, MARGIN_X, MUTED, RULE, Rgb};
+use super::doc::{Align, CONTENT_W, Doc, Font, MARGIN_X, MUTED, RULE, Rgb, Style};
 
 /// A unit above this score counts as suspicious (the models' own FAKE threshold).
 pub const THRESHOLD: f64 = 0.5;
@@ -60,8 +60,8 @@ pub const CHART_HEIGHT: f32 = 196.0;
 /// Draws the chart at the cursor (the caller ensures [`CHART_HEIGHT`] fits) and advances it.
 pub fn draw_frame_chart(doc: &mut Doc, title: &str, scores: &[(f64, f64)]) {
     let top = doc.y;
-    doc.text(MARGIN_X, top + 10.0, title, Font::Bold, 9.5, super::doc::BLACK, Align::Left);
-    doc.text(MARGIN_X, top + 24.0, "Score (P(fake), 0–1)", Font::Regular, 7.5, MUTED, Align::Left);
+    doc.text(MARGIN_X, top + 10.0, title, Style::new(Font::Bold, 9.5, super::doc::BLACK, Align::Left));
+    doc.text(MARGIN_X, top + 24.0, "Score (P(fake), 0–1)", Style::new(Font::Regular, 7.5, MUTED, Align::Left));
 
     let plot_x = MARGIN_X + 30.0;
     let plot_w = CONTENT_W - 40.0;
@@ -73,13 +73,11 @@ pub fn draw_frame_chart(doc: &mut Doc, title: &str, scores: &[(f64, f64)]) {
     for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
         let y = y_of(tick);
         doc.line((plot_x, y), (plot_x + plot_w, y), GRID, 0.5);
-        doc.text(plot_x - 4.0, y + 2.5, &format!("{tick:.2}"), Font::Regular, 7.0, MUTED, Align::Right);
+        doc.text(plot_x - 4.0, y + 2.5, &format!("{tick:.2}"), Style::new(Font::Regular, 7.0, MUTED, Align::Right));
     }
     doc.stroke_rect(plot_x, plot_top, plot_w, plot_h, RULE, 0.6);
 
-    let (first, last) = scores
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), (i, _)| (lo.min(*i), hi.max(*i)));
+    let (first, last) = scores.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (i, _)| (lo.min(*i), hi.max(*i)));
     let span = if last > first { last - first } else { 1.0 };
     let x_of = |index: f64| {
         if scores.len() == 1 { plot_x + plot_w / 2.0 } else { plot_x + plot_w * ((index - first) / span) as f32 }
@@ -87,7 +85,12 @@ pub fn draw_frame_chart(doc: &mut Doc, title: &str, scores: &[(f64, f64)]) {
 
     let threshold_y = y_of(THRESHOLD);
     doc.polyline(&[(plot_x, threshold_y), (plot_x + plot_w, threshold_y)], THRESHOLD_RED, 1.0, Some((4.0, 3.0)));
-    doc.text(plot_x + plot_w - 4.0, threshold_y - 3.0, "threshold 0.5", Font::Regular, 7.0, THRESHOLD_RED, Align::Right);
+    doc.text(
+        plot_x + plot_w - 4.0,
+        threshold_y - 3.0,
+        "threshold 0.5",
+        Style::new(Font::Regular, 7.0, THRESHOLD_RED, Align::Right),
+    );
 
     let points: Vec<(f32, f32)> = scores.iter().map(|(i, s)| (x_of(*i), y_of(*s))).collect();
     doc.polyline(&points, LINE, 1.1, None);
@@ -97,18 +100,33 @@ pub fn draw_frame_chart(doc: &mut Doc, title: &str, scores: &[(f64, f64)]) {
 
     let axis_y = plot_top + plot_h + 10.0;
     let label = |v: f64| format!("{:.0}", v.round());
-    doc.text(plot_x, axis_y, &label(first.min(last)), Font::Regular, 7.0, MUTED, Align::Left);
+    doc.text(plot_x, axis_y, &label(first.min(last)), Style::new(Font::Regular, 7.0, MUTED, Align::Left));
     if scores.len() > 1 {
-        doc.text(plot_x + plot_w / 2.0, axis_y, &label((first + last) / 2.0), Font::Regular, 7.0, MUTED, Align::Center);
-        doc.text(plot_x + plot_w, axis_y, &label(last), Font::Regular, 7.0, MUTED, Align::Right);
+        doc.text(
+            plot_x + plot_w / 2.0,
+            axis_y,
+            &label((first + last) / 2.0),
+            Style::new(Font::Regular, 7.0, MUTED, Align::Center),
+        );
+        doc.text(plot_x + plot_w, axis_y, &label(last), Style::new(Font::Regular, 7.0, MUTED, Align::Right));
     }
-    doc.text(plot_x + plot_w / 2.0, axis_y + 12.0, "Frame / unit index", Font::Regular, 7.5, MUTED, Align::Center);
+    doc.text(
+        plot_x + plot_w / 2.0,
+        axis_y + 12.0,
+        "Frame / unit index",
+        Style::new(Font::Regular, 7.5, MUTED, Align::Center),
+    );
 
     let legend_y = axis_y + 26.0;
     doc.line((plot_x, legend_y - 3.0), (plot_x + 18.0, legend_y - 3.0), LINE, 1.4);
-    doc.text(plot_x + 22.0, legend_y, "frame score", Font::Regular, 7.5, MUTED, Align::Left);
-    doc.polyline(&[(plot_x + 90.0, legend_y - 3.0), (plot_x + 108.0, legend_y - 3.0)], THRESHOLD_RED, 1.0, Some((4.0, 3.0)));
-    doc.text(plot_x + 112.0, legend_y, "0.5 decision threshold", Font::Regular, 7.5, MUTED, Align::Left);
+    doc.text(plot_x + 22.0, legend_y, "frame score", Style::new(Font::Regular, 7.5, MUTED, Align::Left));
+    doc.polyline(
+        &[(plot_x + 90.0, legend_y - 3.0), (plot_x + 108.0, legend_y - 3.0)],
+        THRESHOLD_RED,
+        1.0,
+        Some((4.0, 3.0)),
+    );
+    doc.text(plot_x + 112.0, legend_y, "0.5 decision threshold", Style::new(Font::Regular, 7.5, MUTED, Align::Left));
     doc.y = top + CHART_HEIGHT;
 }
 

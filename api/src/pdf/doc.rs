@@ -87,6 +87,21 @@ pub enum Align {
     Center,
 }
 
+/// How a text run looks and where it sits relative to its `x`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct Style {
+    pub font: Font,
+    pub size: f32,
+    pub color: Rgb,
+    pub align: Align,
+}
+
+impl Style {
+    pub const fn new(font: Font, size: f32, color: Rgb, align: Align) -> Self {
+        Self { font, size, color, align }
+    }
+}
+
 pub struct Doc {
     regular: Face,
     bold: Face,
@@ -147,7 +162,8 @@ impl Doc {
     }
 
     /// Draws `text` with its baseline `baseline` points below the top of the page.
-    pub fn text(&mut self, x: f32, baseline: f32, text: &str, font: Font, size: f32, color: Rgb, align: Align) {
+    pub fn text(&mut self, x: f32, baseline: f32, text: &str, style: Style) {
+        let Style { font, size, color, align } = style;
         if text.is_empty() {
             return;
         }
@@ -224,7 +240,7 @@ impl Doc {
         let leading = size * 1.45;
         for line in self.wrap(text, font, size, max_w) {
             self.ensure(leading);
-            self.text(x, self.y + size, &line, font, size, color, Align::Left);
+            self.text(x, self.y + size, &line, Style::new(font, size, color, Align::Left));
             self.y += leading;
         }
     }
@@ -288,8 +304,8 @@ impl Doc {
             let (left, right) = footer(i + 1, total);
             let y = PAGE_H - 34.0;
             self.line((MARGIN_X, y - 12.0), (PAGE_W - MARGIN_X, y - 12.0), RULE, 0.5);
-            self.text(MARGIN_X, y, &left, Font::Regular, 8.0, MUTED, Align::Left);
-            self.text(PAGE_W - MARGIN_X, y, &right, Font::Regular, 8.0, MUTED, Align::Right);
+            self.text(MARGIN_X, y, &left, Style::new(Font::Regular, 8.0, MUTED, Align::Left));
+            self.text(PAGE_W - MARGIN_X, y, &right, Style::new(Font::Regular, 8.0, MUTED, Align::Right));
             contents.push(self.pages.pop().expect("just pushed").finish());
         }
 
@@ -328,7 +344,14 @@ impl Doc {
     }
 
     fn font_refs(&self, alloc: &mut impl FnMut() -> Ref) -> FontRefs {
-        FontRefs { type0: alloc(), cid: alloc(), descriptor: alloc(), file: alloc(), cmap: alloc(), cid_to_gid: alloc() }
+        FontRefs {
+            type0: alloc(),
+            cid: alloc(),
+            descriptor: alloc(),
+            file: alloc(),
+            cmap: alloc(),
+            cid_to_gid: alloc(),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use drishtiksha_common::db::media::{Analysis, Media, Run};
 use drishtiksha_common::model::{AnalysisStatus, MediaType, RunStatus};
 
 use super::chart::{CHART_HEIGHT, THRESHOLD, draw_frame_chart, frame_scores, frame_stats};
-use super::doc::{Align, BLACK, CONTENT_W, Doc, Font, MARGIN_X, MUTED, PAGE_W, RULE, Rgb};
+use super::doc::{Align, BLACK, CONTENT_W, Doc, Font, MARGIN_X, MUTED, PAGE_W, RULE, Rgb, Style};
 use super::summary::{Risk, Summary, Verdict, report_id};
 
 /// Everything a report shows; rendering is a pure function of it.
@@ -50,8 +50,13 @@ pub fn render_report(input: &ReportInput) -> Vec<u8> {
 fn cover(doc: &mut Doc, input: &ReportInput, id: &str) {
     doc.fill_rect(0.0, 0.0, PAGE_W, 112.0, NAVY);
     doc.fill_rect(0.0, 112.0, PAGE_W, 4.0, ACCENT);
-    doc.text(MARGIN_X, 54.0, TITLE, Font::Bold, 21.0, WHITE, Align::Left);
-    doc.text(MARGIN_X, 78.0, "Drishtiksha deepfake detection platform", Font::Regular, 10.0, Rgb::hex(0xc7d2fe), Align::Left);
+    doc.text(MARGIN_X, 54.0, TITLE, Style::new(Font::Bold, 21.0, WHITE, Align::Left));
+    doc.text(
+        MARGIN_X,
+        78.0,
+        "Drishtiksha deepfake detection platform",
+        Style::new(Font::Regular, 10.0, Rgb::hex(0xc7d2fe), Align::Left),
+    );
     doc.y = 140.0;
     let media = &input.media;
     let run = &input.run;
@@ -81,10 +86,10 @@ fn verdict_summary(doc: &mut Doc, input: &ReportInput, s: &Summary) {
     let top = doc.y;
     doc.fill_rect(MARGIN_X, top, CONTENT_W, 58.0, bg);
     doc.fill_rect(MARGIN_X, top, 5.0, 58.0, fg);
-    doc.text(MARGIN_X + 18.0, top + 20.0, "VERDICT", Font::Bold, 8.0, MUTED, Align::Left);
-    doc.text(MARGIN_X + 18.0, top + 45.0, verdict.label(), Font::Bold, 22.0, fg, Align::Left);
+    doc.text(MARGIN_X + 18.0, top + 20.0, "VERDICT", Style::new(Font::Bold, 8.0, MUTED, Align::Left));
+    doc.text(MARGIN_X + 18.0, top + 45.0, verdict.label(), Style::new(Font::Bold, 22.0, fg, Align::Left));
     let votes = format!("{} FAKE · {} REAL of {} completed", s.fake, s.real, s.completed);
-    doc.text(MARGIN_X + CONTENT_W - 14.0, top + 36.0, &votes, Font::Regular, 9.5, BLACK, Align::Right);
+    doc.text(MARGIN_X + CONTENT_W - 14.0, top + 36.0, &votes, Style::new(Font::Regular, 9.5, BLACK, Align::Right));
     doc.y = top + 70.0;
 
     let total = total_models(&input.run);
@@ -107,9 +112,9 @@ fn verdict_summary(doc: &mut Doc, input: &ReportInput, s: &Summary) {
     for (i, (label, value, color)) in tiles.iter().enumerate() {
         let x = MARGIN_X + i as f32 * (tile_w + gap);
         doc.fill_rect(x, top, tile_w, 46.0, GREY_BG);
-        doc.text(x + 10.0, top + 15.0, label, Font::Regular, 8.0, MUTED, Align::Left);
+        doc.text(x + 10.0, top + 15.0, label, Style::new(Font::Regular, 8.0, MUTED, Align::Left));
         let value = doc.fit(value, Font::Bold, 13.0, tile_w - 20.0);
-        doc.text(x + 10.0, top + 35.0, &value, Font::Bold, 13.0, *color, Align::Left);
+        doc.text(x + 10.0, top + 35.0, &value, Style::new(Font::Bold, 13.0, *color, Align::Left));
     }
     doc.y = top + 58.0;
 
@@ -245,7 +250,12 @@ fn model_table(doc: &mut Doc, input: &ReportInput) {
     table_header(doc);
     for (i, a) in input.run.analyses.iter().enumerate() {
         if doc.ensure(ROW_H) {
-            doc.text(MARGIN_X, doc.y + 10.0, "Model comparison (continued)", Font::Bold, 10.0, NAVY, Align::Left);
+            doc.text(
+                MARGIN_X,
+                doc.y + 10.0,
+                "Model comparison (continued)",
+                Style::new(Font::Bold, 10.0, NAVY, Align::Left),
+            );
             doc.gap(18.0);
             table_header(doc);
         }
@@ -270,7 +280,7 @@ fn model_table(doc: &mut Doc, input: &ReportInput) {
         for (col, (value, font, color)) in COLUMNS.iter().zip(cells) {
             let value = doc.fit(&value, font, 8.5, col.width - 12.0);
             let at = if col.align == Align::Right { x + col.width - 6.0 } else { x + 6.0 };
-            doc.text(at, top + 13.5, &value, font, 8.5, color, col.align);
+            doc.text(at, top + 13.5, &value, Style::new(font, 8.5, color, col.align));
             x += col.width;
         }
         doc.line((MARGIN_X, top + ROW_H), (MARGIN_X + CONTENT_W, top + ROW_H), RULE, 0.4);
@@ -284,7 +294,7 @@ fn table_header(doc: &mut Doc) {
     let mut x = MARGIN_X;
     for col in &COLUMNS {
         let at = if col.align == Align::Right { x + col.width - 6.0 } else { x + 6.0 };
-        doc.text(at, top + 13.5, col.title, Font::Bold, 8.5, WHITE, col.align);
+        doc.text(at, top + 13.5, col.title, Style::new(Font::Bold, 8.5, WHITE, col.align));
         x += col.width;
     }
     doc.y = top + ROW_H;
@@ -308,9 +318,14 @@ fn model_detail(doc: &mut Doc, a: &Analysis) {
     doc.fill_rect(MARGIN_X, top, CONTENT_W, 24.0, GREY_BG);
     doc.fill_rect(MARGIN_X, top, 4.0, 24.0, status_color(a.status));
     let name = doc.fit(&a.model_name, Font::Bold, 11.0, CONTENT_W - 140.0);
-    doc.text(MARGIN_X + 14.0, top + 16.0, &name, Font::Bold, 11.0, BLACK, Align::Left);
+    doc.text(MARGIN_X + 14.0, top + 16.0, &name, Style::new(Font::Bold, 11.0, BLACK, Align::Left));
     let status = analysis_status_label(a.status);
-    doc.text(MARGIN_X + CONTENT_W - 10.0, top + 16.0, status, Font::Bold, 9.0, status_color(a.status), Align::Right);
+    doc.text(
+        MARGIN_X + CONTENT_W - 10.0,
+        top + 16.0,
+        status,
+        Style::new(Font::Bold, 9.0, status_color(a.status), Align::Right),
+    );
     doc.y = top + 32.0;
 
     let payload = a.result_payload.as_ref().unwrap_or(&Value::Null);
@@ -363,10 +378,9 @@ fn model_detail(doc: &mut Doc, a: &Analysis) {
                 rows.push(("", format!("{group}.{key}: {value}")));
             }
         }
-        if let Some(d) = payload.get("dimensions") {
-            if let (Some(w), Some(h)) = (d.get("width").and_then(Value::as_i64), d.get("height").and_then(Value::as_i64)) {
-                rows.push(("Dimensions", format!("{w} × {h}")));
-            }
+        let dimension = |key: &str| payload.get("dimensions").and_then(|d| d.get(key)).and_then(Value::as_i64);
+        if let (Some(w), Some(h)) = (dimension("width"), dimension("height")) {
+            rows.push(("Dimensions", format!("{w} × {h}")));
         }
         if let Some(note) = payload.get("note").and_then(Value::as_str).filter(|n| !n.is_empty()) {
             rows.push(("Note", note.to_string()));
@@ -385,7 +399,9 @@ fn model_detail(doc: &mut Doc, a: &Analysis) {
     }
     key_values(doc, &labelled);
 
-    if a.status == AnalysisStatus::Completed && payload.get("media_type").and_then(Value::as_str) == Some("video") && !scores.is_empty()
+    if a.status == AnalysisStatus::Completed
+        && payload.get("media_type").and_then(Value::as_str) == Some("video")
+        && !scores.is_empty()
     {
         doc.gap(6.0);
         doc.ensure(CHART_HEIGHT);
@@ -421,7 +437,7 @@ fn section(doc: &mut Doc, title: &str) {
     doc.ensure(60.0);
     let top = doc.y;
     doc.fill_rect(MARGIN_X, top, 4.0, 16.0, ACCENT);
-    doc.text(MARGIN_X + 12.0, top + 13.0, title, Font::Bold, 13.5, NAVY, Align::Left);
+    doc.text(MARGIN_X + 12.0, top + 13.0, title, Style::new(Font::Bold, 13.5, NAVY, Align::Left));
     doc.line((MARGIN_X, top + 22.0), (MARGIN_X + CONTENT_W, top + 22.0), RULE, 0.6);
     doc.y = top + 32.0;
 }
@@ -436,9 +452,14 @@ fn key_values(doc: &mut Doc, rows: &[(&str, String)]) {
         let height = LEADING * lines.len().max(1) as f32 + 2.0;
         doc.ensure(height);
         let top = doc.y;
-        doc.text(MARGIN_X, top + SIZE, label, Font::Bold, 8.5, MUTED, Align::Left);
+        doc.text(MARGIN_X, top + SIZE, label, Style::new(Font::Bold, 8.5, MUTED, Align::Left));
         for (i, line) in lines.iter().enumerate() {
-            doc.text(MARGIN_X + LABEL_W, top + SIZE + LEADING * i as f32, line, Font::Regular, SIZE, BLACK, Align::Left);
+            doc.text(
+                MARGIN_X + LABEL_W,
+                top + SIZE + LEADING * i as f32,
+                line,
+                Style::new(Font::Regular, SIZE, BLACK, Align::Left),
+            );
         }
         doc.y = top + height;
     }
@@ -556,7 +577,9 @@ fn bit_rate(bps: f64) -> String {
 /// `30000/1001` → `30000/1001 (29.97 fps)`.
 fn frame_rate(raw: String) -> String {
     let parsed = match raw.split_once('/') {
-        Some((n, d)) => n.trim().parse::<f64>().ok().zip(d.trim().parse::<f64>().ok()).filter(|(_, d)| *d > 0.0).map(|(n, d)| n / d),
+        Some((n, d)) => {
+            n.trim().parse::<f64>().ok().zip(d.trim().parse::<f64>().ok()).filter(|(_, d)| *d > 0.0).map(|(n, d)| n / d)
+        }
         None => raw.trim().parse::<f64>().ok(),
     };
     match parsed {

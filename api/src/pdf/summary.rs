@@ -124,8 +124,7 @@ pub fn report_filename(media_filename: &str, generated_at: DateTime<Utc>) -> Str
         Some(dot) if dot > 0 => &media_filename[..dot],
         _ => media_filename,
     };
-    let name: String =
-        stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(30).collect();
+    let name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(30).collect();
     format!("Analysis_Report_{name}_{}.pdf", generated_at.format("%Y-%m-%d"))
 }
 

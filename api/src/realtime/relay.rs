@@ -125,15 +125,14 @@ impl Relay {
                     model,
                     data.get("progress").and_then(Value::as_f64),
                     data.get("total").and_then(Value::as_f64).filter(|t| *t > 0.0),
-                ) {
-                    if let Some(run_id) = self.active_run(media_id).await {
-                        let percent = (100.0 * progress / total).round().clamp(0.0, 100.0) as i64;
-                        let payload = json!({
-                            "userId": user_id, "mediaId": media_id, "analysisRunId": run_id,
-                            "modelName": model, "progress": percent,
-                        });
-                        self.emit(&rooms, "analysis_progress", &payload).await;
-                    }
+                ) && let Some(run_id) = self.active_run(media_id).await
+                {
+                    let percent = (100.0 * progress / total).round().clamp(0.0, 100.0) as i64;
+                    let payload = json!({
+                        "userId": user_id, "mediaId": media_id, "analysisRunId": run_id,
+                        "modelName": model, "progress": percent,
+                    });
+                    self.emit(&rooms, "analysis_progress", &payload).await;
                 }
             }
             _ => {}
