@@ -151,11 +151,10 @@ impl Bench {
     }
 }
 
+type StopFn = Arc<dyn Fn() + Send + Sync>;
+
 /// Runs the bare worker on a thread of its own (Worker::run is !Send) until `stop` fires.
-fn spawn_bare_worker(
-    address: String,
-    task_queue: String,
-) -> anyhow::Result<(Arc<dyn Fn() + Send + Sync>, std::thread::JoinHandle<()>)> {
+fn spawn_bare_worker(address: String, task_queue: String) -> anyhow::Result<(StopFn, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -174,7 +173,7 @@ fn spawn_bare_worker(
                 .build();
             let mut worker = Worker::new(&runtime, client, options).expect("worker");
             let handle = worker.shutdown_handle();
-            let _ = tx.send(Arc::new(handle) as Arc<dyn Fn() + Send + Sync>);
+            let _ = tx.send(Arc::new(handle) as StopFn);
             if let Err(e) = worker.run().await {
                 eprintln!("bare worker failed: {e}");
             }
