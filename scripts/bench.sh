@@ -79,7 +79,7 @@ for ex in "$bin"/examples/bench_*; do
   echo "== $(basename "$ex")" >&2
   while IFS= read -r line; do
     [[ "$line" == "|"* ]] && rows+=("$line")
-  done < <(STANDIN_BIN="$bin/ml-standin" API_BIN="$bin/api" WORKER_BIN="$bin/worker" "$ex" 2>>.data/bench-examples.log || true)
+  done < <(cd "$root/api" && STANDIN_BIN="$bin/ml-standin" API_BIN="$bin/api" WORKER_BIN="$bin/worker" "$ex" 2>>"$root/.data/bench-examples.log" || true)
 done
 
 echo

@@ -66,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
     let png = std::fs::read(ensure_png()?)?;
     let mut latencies = Vec::with_capacity(RUNS);
     for i in 0..RUNS {
-        let part = reqwest::multipart::Part::bytes(png.clone()).file_name(format!("face-{i}.png")).mime_str("image/png")?;
+        let part =
+            reqwest::multipart::Part::bytes(png.clone()).file_name(format!("face-{i}.png")).mime_str("image/png")?;
         let resp: Value = http
             .post(format!("http://{addr}/api/v1/media"))
             .bearer_auth(&token)
@@ -78,8 +79,8 @@ async fn main() -> anyhow::Result<()> {
         let media_id = resp["data"]["id"].as_str().unwrap_or_default().to_string();
         let received_at = loop {
             let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-                .await?
-                ?.ok_or_else(|| anyhow::anyhow!("client ended"))?;
+                .await??
+                .ok_or_else(|| anyhow::anyhow!("client ended"))?;
             let v: Value = serde_json::from_str(&line)?;
             if v["event"] == "media_update" && v["payload"]["id"] == media_id.as_str() {
                 break v["at"].as_f64().unwrap_or_default();

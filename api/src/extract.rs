@@ -44,7 +44,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         }
         let body: Body = req.into_body();
         let bytes = axum::body::to_bytes(body, JSON_LIMIT).await.map_err(|e| {
-            if is_length_limit(&e) { too_large() } else { ApiError::new(StatusCode::BAD_REQUEST, "Malformed JSON in request body.") }
+            if is_length_limit(&e) {
+                too_large()
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "Malformed JSON in request body.")
+            }
         })?;
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(Self(map)),

@@ -32,9 +32,7 @@ where
 }
 
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let postgres = check(async {
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db).await.map(|_| ())
-    });
+    let postgres = check(async { sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db).await.map(|_| ()) });
     let redis = check(async {
         let mut conn = state.redis.conn().await?;
         redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())

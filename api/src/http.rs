@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 
 const CSP: &str = "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests";
-const EXPOSED: &str = "Content-Disposition, Retry-After, RateLimit-Policy, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset";
+const EXPOSED: &str =
+    "Content-Disposition, Retry-After, RateLimit-Policy, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset";
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The allowed origins, normalised (`scheme://host[:port]`).
@@ -33,13 +34,17 @@ pub async fn cors(State(origins): State<Origins>, req: Request, next: Next) -> R
         .filter(|o| origins.0.iter().any(|a| a == o))
         .and(origin.clone());
     let media = is_media_path(req.uri().path());
-    let preflight = req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let preflight =
+        req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
 
     let mut resp = if preflight {
         let mut r = StatusCode::NO_CONTENT.into_response();
         if allowed.is_some() {
             let h = r.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,POST,PUT,PATCH,DELETE,OPTIONS"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET,POST,PUT,PATCH,DELETE,OPTIONS"),
+            );
             h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type,Authorization"));
             h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         }
@@ -141,7 +146,9 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
         drishtiksha_common::metrics::route_label(&path)
     };
     let status = resp.status().as_u16().to_string();
-    drishtiksha_common::metrics::HTTP_REQUESTS.with_label_values(&[method.as_str(), route.as_str(), status.as_str()]).inc();
+    drishtiksha_common::metrics::HTTP_REQUESTS
+        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+        .inc();
     drishtiksha_common::metrics::HTTP_DURATION
         .with_label_values(&[method.as_str(), route.as_str()])
         .observe(started.elapsed().as_secs_f64());

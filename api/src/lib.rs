@@ -23,9 +23,9 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 
 use drishtiksha_common::config::ApiConfig;
+use drishtiksha_common::db;
 use drishtiksha_common::redis_conn::RedisHandle;
 use drishtiksha_common::storage::Storage;
-use drishtiksha_common::db;
 
 pub use state::AppState;
 

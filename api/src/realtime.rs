@@ -7,10 +7,10 @@ mod relay;
 use std::time::Duration;
 
 use serde_json::Value;
+use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
-use socketioxide::SocketIo;
 
 use drishtiksha_common::db::users;
 
@@ -37,10 +37,7 @@ fn token_of(auth: &Result<Value, impl std::fmt::Debug>) -> Option<&str> {
 }
 
 /// Handshake (§7.4): token only from `auth.token`; the user must exist and be active.
-async fn authenticate(
-    TryData(auth): TryData<Value>,
-    State(state): State<AppState>,
-) -> Result<(), HandshakeError> {
+async fn authenticate(TryData(auth): TryData<Value>, State(state): State<AppState>) -> Result<(), HandshakeError> {
     let token = token_of(&auth).ok_or(HandshakeError("Authentication error: No token provided."))?;
     let user_id = state.jwt.verify(token).map_err(|_| HandshakeError("Authentication error: Invalid token."))?;
     match users::find_by_id(&state.db, user_id).await {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use drishtiksha_activities::ml::MlClient;
 use drishtiksha_common::config::ApiConfig;
-use drishtiksha_common::reconcile::Reconciler;
 use drishtiksha_common::events::EventPublisher;
+use drishtiksha_common::reconcile::Reconciler;
 use drishtiksha_common::redis_conn::RedisHandle;
 use drishtiksha_common::storage::Storage;
 use sqlx::PgPool;
@@ -30,16 +30,7 @@ impl AppState {
         let ml = MlClient::new(&config.common.ml)?;
         let jwt = Arc::new(JwtKeys::new(config.jwt_secret.expose().as_bytes(), config.jwt_expires_in));
         let events = EventPublisher::new(redis.clone(), config.common.progress_channel.clone());
-        Ok(Self {
-            config: Arc::new(config),
-            db,
-            redis,
-            events,
-            storage,
-            jwt,
-            ml,
-            temporal: Default::default(),
-        })
+        Ok(Self { config: Arc::new(config), db, redis, events, storage, jwt, ml, temporal: Default::default() })
     }
 
     /// The run reconciler, for the maintenance endpoints.

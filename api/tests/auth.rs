@@ -83,8 +83,11 @@ async fn duplicate_email_is_409_also_under_concurrent_signups() {
 async fn signup_validation_lists_every_problem() {
     let app = TestApp::spawn().await;
     let (status, v) = body(
-        app.post_json("/api/v1/auth/signup", json!({"email": "not-an-email", "password": "1234567", "firstName": "  "}))
-            .await,
+        app.post_json(
+            "/api/v1/auth/signup",
+            json!({"email": "not-an-email", "password": "1234567", "firstName": "  "}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 400);
@@ -135,14 +138,17 @@ async fn login_sets_the_cookie_and_wrong_password_and_unknown_email_get_the_same
     assert_eq!(v["data"]["user"]["email"], email);
     let token = v["data"]["token"].as_str().expect("token");
     let payload: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1).expect("payload")).expect("b64"),
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).expect("payload"))
+            .expect("b64"),
     )
     .expect("json");
     assert_eq!(payload["email"], email);
     assert_eq!(payload["role"], "USER");
     assert_eq!(payload["exp"].as_i64().expect("exp") - payload["iat"].as_i64().expect("iat"), 86_400);
 
-    let (s1, wrong) = body(app.post_json("/api/v1/auth/login", json!({"email": email, "password": "wrong-password"})).await).await;
+    let (s1, wrong) =
+        body(app.post_json("/api/v1/auth/login", json!({"email": email, "password": "wrong-password"})).await).await;
     let (s2, unknown) =
         body(app.post_json("/api/v1/auth/login", json!({"email": unique_email(), "password": PASSWORD})).await).await;
     assert_eq!((s1, s2), (401, 401));
@@ -196,12 +202,14 @@ async fn profile_requires_a_valid_token_of_an_existing_user() {
     assert_error(&v, 401, "Unauthorized: Access token is required.");
 
     let now = chrono::Utc::now().timestamp();
-    let expired = sign(&json!({"userId": user_id, "email": "x", "role": "USER", "iat": now - 7200, "exp": now - 3600}), SECRET);
+    let expired =
+        sign(&json!({"userId": user_id, "email": "x", "role": "USER", "iat": now - 7200, "exp": now - 3600}), SECRET);
     let (status, v) = body(app.get_auth("/api/v1/auth/profile", &expired).await).await;
     assert_eq!(status, 401);
     assert_error(&v, 401, "Access token has expired.");
 
-    let foreign = sign(&json!({"userId": user_id, "iat": now, "exp": now + 3600}), b"another-secret-another-secret-another");
+    let foreign =
+        sign(&json!({"userId": user_id, "iat": now, "exp": now + 3600}), b"another-secret-another-secret-another");
     let (_, v) = body(app.get_auth("/api/v1/auth/profile", &foreign).await).await;
     assert_error(&v, 401, "Invalid access token.");
 
@@ -267,7 +275,10 @@ async fn profile_update_changes_names_and_refuses_other_fields_without_changing_
     let (_, token) = app.signup(&email, PASSWORD).await;
     let put = |b: Value| app.http.put(app.url("/api/v1/auth/profile")).bearer_auth(&token).json(&b).send();
 
-    let (status, v) = body(put(json!({"firstName": "Grace", "role": "ADMIN", "email": "x@y.zz", "isActive": false})).await.expect("req")).await;
+    let (status, v) = body(
+        put(json!({"firstName": "Grace", "role": "ADMIN", "email": "x@y.zz", "isActive": false})).await.expect("req"),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_error(&v, 400, "Validation failed");
     let errors = v["errors"].as_array().expect("errors");
@@ -299,7 +310,9 @@ async fn password_change_needs_the_current_password_and_a_wrong_one_is_400_not_4
     let (_, token) = app.signup(&email, PASSWORD).await;
     let put = |b: Value| app.http.put(app.url("/api/v1/auth/profile/password")).bearer_auth(&token).json(&b).send();
 
-    let (status, v) = body(put(json!({"currentPassword": "not-my-password", "newPassword": "new-password-1"})).await.expect("req")).await;
+    let (status, v) =
+        body(put(json!({"currentPassword": "not-my-password", "newPassword": "new-password-1"})).await.expect("req"))
+            .await;
     assert_eq!(status, 400);
     assert_error(&v, 400, "Current password is incorrect");
     assert_eq!(app.get_auth("/api/v1/auth/profile", &token).await.status(), 200);
@@ -352,7 +365,11 @@ async fn inactive_users_cannot_log_in_or_use_their_tokens() {
     let app = TestApp::spawn().await;
     let email = unique_email();
     let (_, token) = app.signup(&email, PASSWORD).await;
-    sqlx::query("UPDATE users SET is_active = false WHERE email = $1").bind(&email).execute(&app.db).await.expect("update");
+    sqlx::query("UPDATE users SET is_active = false WHERE email = $1")
+        .bind(&email)
+        .execute(&app.db)
+        .await
+        .expect("update");
     let (_, v) = body(app.post_json("/api/v1/auth/login", json!({"email": email, "password": PASSWORD})).await).await;
     assert_error(&v, 401, "Invalid email or password");
     let (_, v) = body(app.get_auth("/api/v1/auth/profile", &token).await).await;
@@ -439,7 +456,10 @@ async fn cors_reflects_allowed_origins_with_credentials_and_ignores_foreign_ones
     assert!(r.headers().keys().all(|k| !k.as_str().starts_with("access-control-")), "{:?}", r.headers());
 
     let r = app.http.get(app.url("/api/health")).header("origin", "http://127.0.0.1:5173").send().await.expect("req");
-    assert_eq!(r.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("http://127.0.0.1:5173"));
+    assert_eq!(
+        r.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some("http://127.0.0.1:5173")
+    );
     assert!(r.headers().get("access-control-expose-headers").is_some());
     assert!(r.headers().get("vary").is_some());
 }
@@ -450,7 +470,11 @@ async fn responses_carry_security_headers_and_the_request_id() {
     let r = app.http.get(app.url("/api/health")).header("x-request-id", "abc-123").send().await.expect("req");
     let h = r.headers().clone();
     assert_eq!(h.get("x-request-id").and_then(|v| v.to_str().ok()), Some("abc-123"));
-    assert!(h.get("content-security-policy").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("default-src 'self'")));
+    assert!(
+        h.get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("default-src 'self'"))
+    );
     assert_eq!(h.get("x-frame-options").and_then(|v| v.to_str().ok()), Some("SAMEORIGIN"));
     assert_eq!(h.get("cross-origin-resource-policy").and_then(|v| v.to_str().ok()), Some("same-origin"));
     assert_eq!(h.get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"));
@@ -490,7 +514,10 @@ async fn limiters_fail_open_and_ready_names_redis_when_redis_is_down() {
     app.redis.stop();
     let email = unique_email();
     let r = app
-        .post_json("/api/v1/auth/signup", json!({"email": email, "password": PASSWORD, "firstName": "A", "lastName": "B"}))
+        .post_json(
+            "/api/v1/auth/signup",
+            json!({"email": email, "password": PASSWORD, "firstName": "A", "lastName": "B"}),
+        )
         .await;
     assert_eq!(r.status(), 201);
     assert!(r.headers().get("ratelimit-limit").is_none());

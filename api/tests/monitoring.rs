@@ -79,7 +79,8 @@ async fn server_status_passes_stats_through_and_serves_repeats_from_the_cache() 
     assert!(row["responseTimeMs"].is_i64() && row["checkedAt"].is_string() && row["id"].is_string());
     assert_eq!(row["statsPayload"]["service_name"], "Drishtiksha ML stand-in (simulated results)");
     for bad in ["0", "501", "abc", "1.5"] {
-        let (status, v) = body(app.get_auth(&format!("/api/v1/monitoring/server-history?limit={bad}"), &token).await).await;
+        let (status, v) =
+            body(app.get_auth(&format!("/api/v1/monitoring/server-history?limit={bad}"), &token).await).await;
         assert_eq!(status, 400);
         assert_eq!(v["errors"], json!(["limit must be an integer between 1 and 500"]));
     }
@@ -131,7 +132,9 @@ async fn server_status_when_the_ml_server_rejects_the_key_is_502() {
 async fn server_status_when_the_ml_server_is_503_is_503() {
     let ml = broken_ml(Router::new().route(
         "/stats",
-        get(|| async { (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"detail": "ModelManager is not available."}))) }),
+        get(|| async {
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"detail": "ModelManager is not available."})))
+        }),
     ))
     .await;
     let app = app_with_ml(format!("http://{ml}"), ML_KEY).await;
@@ -147,7 +150,8 @@ async fn server_status_when_the_ml_server_answers_garbage_is_502() {
 
 #[tokio::test]
 async fn server_status_when_the_ml_server_errors_is_502() {
-    let ml = broken_ml(Router::new().route("/stats", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }))).await;
+    let ml =
+        broken_ml(Router::new().route("/stats", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }))).await;
     let app = app_with_ml(format!("http://{ml}"), ML_KEY).await;
     assert_failure_row(app, 502, "Model analysis service returned an error.").await;
 }
@@ -189,8 +193,16 @@ impl Ops {
     /// A MediaAnalysisWorkflow execution with no worker polling its queue: it stays Running.
     fn start_workflow(&self, workflow_id: &str) {
         self.cli(&[
-            "workflow", "start", "--type", "MediaAnalysisWorkflow", "--task-queue", &self.task_queue,
-            "--workflow-id", workflow_id, "--input", "{}",
+            "workflow",
+            "start",
+            "--type",
+            "MediaAnalysisWorkflow",
+            "--task-queue",
+            &self.task_queue,
+            "--workflow-id",
+            workflow_id,
+            "--input",
+            "{}",
         ]);
     }
 
@@ -388,7 +400,11 @@ async fn verify_reports_inconsistencies_and_fix_repairs_them_without_reopening_r
         .execute(&ops.app.db)
         .await
         .expect("counts");
-    sqlx::query("UPDATE media SET status = 'PROCESSING' WHERE id = $1").bind(mismatched_media).execute(&ops.app.db).await.expect("media");
+    sqlx::query("UPDATE media SET status = 'PROCESSING' WHERE id = $1")
+        .bind(mismatched_media)
+        .execute(&ops.app.db)
+        .await
+        .expect("media");
     // A non-terminal run whose workflow is missing.
     let (_, orphan, _) = ops.run_row("PROCESSING", 10).await;
 
@@ -398,7 +414,13 @@ async fn verify_reports_inconsistencies_and_fix_repairs_them_without_reopening_r
     assert_eq!(v["data"]["totalMedia"], 3);
     assert_eq!(v["data"]["incorrectMedia"], 3);
     assert_eq!(v["message"], "Verified 3 media items: 0 correct, 3 incorrect.");
-    let issue = v["data"]["issues"].as_array().expect("issues").iter().find(|i| i["runId"] == contradicted.to_string()).expect("issue").clone();
+    let issue = v["data"]["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .find(|i| i["runId"] == contradicted.to_string())
+        .expect("issue")
+        .clone();
     assert_eq!(issue["currentRunStatus"], "FAILED");
     assert_eq!(issue["expectedRunStatus"], "ANALYZED");
     assert_eq!(issue["analyses"], json!({"total": 2, "completed": 1, "failed": 1, "pending": 0}));

@@ -4,77 +4,29 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::socket::SocketClient;
 use support::{TestApp, unique_email};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 use uuid::Uuid;
 
 const CHANNEL: &str = "media-progress-events";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A running `socket.io-client` session.
-struct Client {
-    _child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Client {
-    async fn start(addr: std::net::SocketAddr, token: Option<&str>, transports: &str) -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/client.mjs");
-        let mut cmd = Command::new("node");
-        cmd.arg(script).arg(format!("http://{addr}")).args(["--transports", transports]);
-        if let Some(t) = token {
-            cmd.args(["--token", t]);
+/// Events up to and including the first `progress_update` whose message is `marker` (late copies
+/// of the subscription probes are skipped).
+async fn events_until(client: &mut SocketClient, marker: &str) -> Vec<(String, Value)> {
+    let mut seen = Vec::new();
+    loop {
+        let (name, payload) = client.event().await;
+        if payload["event"] == "PING" {
+            continue;
         }
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true).spawn().expect("node");
-        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        Self { _child: child, lines }
-    }
-
-    async fn next(&mut self) -> Value {
-        let line = tokio::time::timeout(WAIT, self.lines.next_line())
-            .await
-            .expect("socket.io-client said nothing in time")
-            .expect("read")
-            .expect("socket.io-client exited");
-        serde_json::from_str(&line).expect("json line")
-    }
-
-    async fn connected(addr: std::net::SocketAddr, token: &str) -> Self {
-        let mut c = Self::start(addr, Some(token), "websocket").await;
-        let first = c.next().await;
-        assert_eq!(first["kind"], "connect", "{first}");
-        c
-    }
-
-    /// The next event (skipping transport notices).
-    async fn event(&mut self) -> (String, Value) {
-        loop {
-            let v = self.next().await;
-            if v["kind"] == "event" {
-                return (v["event"].as_str().expect("name").to_string(), v["payload"].clone());
-            }
-        }
-    }
-
-    /// Events up to and including the first `progress_update` whose message is `marker`.
-    async fn events_until(&mut self, marker: &str) -> Vec<(String, Value)> {
-        let mut seen = Vec::new();
-        loop {
-            let (name, payload) = self.event().await;
-            // Late copies of the subscription probes.
-            if payload["event"] == "PING" {
-                continue;
-            }
-            let done = name == "progress_update" && payload["message"] == marker;
-            seen.push((name, payload));
-            if done {
-                return seen;
-            }
+        let done = name == "progress_update" && payload["message"] == marker;
+        seen.push((name, payload));
+        if done {
+            return seen;
         }
     }
 }
@@ -121,7 +73,7 @@ async fn media_with_run(app: &TestApp, user_id: &str) -> (Uuid, Uuid) {
 }
 
 /// Publishes `marker` messages until one reaches the client: the listener is subscribed.
-async fn until_subscribed(redis_url: &str, client: &mut Client, user_id: &str) {
+async fn until_subscribed(redis_url: &str, client: &mut SocketClient, user_id: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     let probe = format!("subscribed? {}", Uuid::new_v4());
     loop {
@@ -139,9 +91,9 @@ async fn handshakes_without_a_valid_token_of_an_active_user_get_connect_error_me
     let app = TestApp::spawn().await;
     let (user_id, token) = app.signup(&unique_email(), "correct-horse").await;
 
-    let mut c = Client::start(app.addr, None, "both").await;
+    let mut c = SocketClient::start(app.addr, None, "both").await;
     assert_eq!(c.next().await, json!({"kind": "connect_error", "message": "Authentication error: No token provided."}));
-    let mut c = Client::start(app.addr, Some("not-a-jwt"), "both").await;
+    let mut c = SocketClient::start(app.addr, Some("not-a-jwt"), "both").await;
     assert_eq!(c.next().await, json!({"kind": "connect_error", "message": "Authentication error: Invalid token."}));
 
     let now = chrono::Utc::now().timestamp();
@@ -151,20 +103,20 @@ async fn handshakes_without_a_valid_token_of_an_active_user_get_connect_error_me
         &jsonwebtoken::EncodingKey::from_secret(b"test-secret-0123456789abcdef0123456789"),
     )
     .expect("sign");
-    let mut c = Client::start(app.addr, Some(&expired), "websocket").await;
+    let mut c = SocketClient::start(app.addr, Some(&expired), "websocket").await;
     assert_eq!(c.next().await, json!({"kind": "connect_error", "message": "Authentication error: Invalid token."}));
 
     let (other_id, other_token) = app.signup(&unique_email(), "correct-horse").await;
     sqlx::query("DELETE FROM users WHERE id = $1::uuid").bind(&other_id).execute(&app.db).await.expect("delete");
-    let mut c = Client::start(app.addr, Some(&other_token), "websocket").await;
+    let mut c = SocketClient::start(app.addr, Some(&other_token), "websocket").await;
     assert_eq!(
         c.next().await,
         json!({"kind": "connect_error", "message": "Authentication error: User not found or inactive."})
     );
 
-    let mut c = Client::start(app.addr, Some(&token), "polling").await;
+    let mut c = SocketClient::start(app.addr, Some(&token), "polling").await;
     assert_eq!(c.next().await, json!({"kind": "connect", "transport": "polling"}));
-    let mut c = Client::start(app.addr, Some(&token), "websocket").await;
+    let mut c = SocketClient::start(app.addr, Some(&token), "websocket").await;
     assert_eq!(c.next().await, json!({"kind": "connect", "transport": "websocket"}));
 }
 
@@ -173,37 +125,87 @@ async fn channel_messages_become_progress_updates_and_typed_events_in_order() {
     let app = TestApp::spawn().await;
     let (user_id, token) = app.signup(&unique_email(), "correct-horse").await;
     let (media_id, run_id) = media_with_run(&app, &user_id).await;
-    let mut client = Client::connected(app.addr, &token).await;
+    let mut client = SocketClient::connected(app.addr, &token).await;
     until_subscribed(&app.redis_url, &mut client, &user_id).await;
     let m = media_id.to_string();
     let r = run_id.to_string();
 
     let sequence = [
-        msg(&m, &user_id, "MEDIA_UPLOADED", "uploaded", json!({"filename": "face.png", "mediaType": "IMAGE", "status": "QUEUED", "runId": r, "runNumber": 1})),
-        msg(&m, &user_id, "ANALYSIS_STARTED", "started", json!({"model_name": "M1", "filename": "face.png", "runId": r, "phase": "analyzing", "attempt": 1})),
+        msg(
+            &m,
+            &user_id,
+            "MEDIA_UPLOADED",
+            "uploaded",
+            json!({"filename": "face.png", "mediaType": "IMAGE", "status": "QUEUED", "runId": r, "runNumber": 1}),
+        ),
+        msg(
+            &m,
+            &user_id,
+            "ANALYSIS_STARTED",
+            "started",
+            json!({"model_name": "M1", "filename": "face.png", "runId": r, "phase": "analyzing", "attempt": 1}),
+        ),
         // From the ML server: no runId; 3 of 8 → 38 %.
-        msg(&m, &user_id, "FRAME_ANALYSIS_PROGRESS", "Processed window 3/8", json!({"model_name": "M1", "progress": 3, "total": 8, "details": null})),
-        msg(&m, &user_id, "FRAME_ANALYSIS_PROGRESS", "Starting", json!({"model_name": "M1", "progress": 0, "total": null, "details": {"phase": "initialization"}})),
-        msg(&m, &user_id, "ANALYSIS_COMPLETED", "done", json!({"model_name": "M1", "filename": "face.png", "runId": r, "analysisId": "a1", "prediction": "FAKE", "confidence": 0.91, "processingTime": 1.2, "phase": "completed"})),
-        msg(&m, &user_id, "ANALYSIS_FAILED", "failed", json!({"model_name": "M2", "filename": "face.png", "runId": r, "analysisId": "a2", "error_message": "Model analysis service is unavailable.", "attempts": 3, "phase": "failed"})),
-        msg(&m, &user_id, "ANALYSIS_COMPLETE", "finished", json!({"runId": r, "runNumber": 1, "finalStatus": "ANALYZED", "totalAnalyses": 2, "completedAnalyses": 1, "failedAnalyses": 1, "pendingAnalyses": 0, "errorMessage": null, "filename": "face.png"})),
+        msg(
+            &m,
+            &user_id,
+            "FRAME_ANALYSIS_PROGRESS",
+            "Processed window 3/8",
+            json!({"model_name": "M1", "progress": 3, "total": 8, "details": null}),
+        ),
+        msg(
+            &m,
+            &user_id,
+            "FRAME_ANALYSIS_PROGRESS",
+            "Starting",
+            json!({"model_name": "M1", "progress": 0, "total": null, "details": {"phase": "initialization"}}),
+        ),
+        msg(
+            &m,
+            &user_id,
+            "ANALYSIS_COMPLETED",
+            "done",
+            json!({"model_name": "M1", "filename": "face.png", "runId": r, "analysisId": "a1", "prediction": "FAKE", "confidence": 0.91, "processingTime": 1.2, "phase": "completed"}),
+        ),
+        msg(
+            &m,
+            &user_id,
+            "ANALYSIS_FAILED",
+            "failed",
+            json!({"model_name": "M2", "filename": "face.png", "runId": r, "analysisId": "a2", "error_message": "Model analysis service is unavailable.", "attempts": 3, "phase": "failed"}),
+        ),
+        msg(
+            &m,
+            &user_id,
+            "ANALYSIS_COMPLETE",
+            "finished",
+            json!({"runId": r, "runNumber": 1, "finalStatus": "ANALYZED", "totalAnalyses": 2, "completedAnalyses": 1, "failedAnalyses": 1, "pendingAnalyses": 0, "errorMessage": null, "filename": "face.png"}),
+        ),
         msg(&m, &user_id, "END", "end", json!({})),
     ];
     for s in &sequence {
         publish(&app.redis_url, s).await;
     }
-    let events = client.events_until("end").await;
+    let events = events_until(&mut client, "end").await;
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
         vec![
-            "progress_update", "media_uploaded",
-            "progress_update", "analysis_started",
-            "progress_update", "analysis_progress",
             "progress_update",
-            "progress_update", "analysis_completed",
-            "progress_update", "analysis_failed", "processing_error",
-            "progress_update", "run_finalized", "media_update",
+            "media_uploaded",
+            "progress_update",
+            "analysis_started",
+            "progress_update",
+            "analysis_progress",
+            "progress_update",
+            "progress_update",
+            "analysis_completed",
+            "progress_update",
+            "analysis_failed",
+            "processing_error",
+            "progress_update",
+            "run_finalized",
+            "media_update",
             "progress_update",
         ]
     );
@@ -217,8 +219,14 @@ async fn channel_messages_become_progress_updates_and_typed_events_in_order() {
         get(1),
         &json!({"userId": user_id, "mediaId": m, "filename": "face.png", "status": "QUEUED", "mediaType": "IMAGE", "analysisRunId": r, "runNumber": 1})
     );
-    assert_eq!(get(3), &json!({"userId": user_id, "mediaId": m, "analysisRunId": r, "runNumber": 1, "modelName": "M1", "attempt": 1}));
-    assert_eq!(get(5), &json!({"userId": user_id, "mediaId": m, "analysisRunId": r, "modelName": "M1", "progress": 38}));
+    assert_eq!(
+        get(3),
+        &json!({"userId": user_id, "mediaId": m, "analysisRunId": r, "runNumber": 1, "modelName": "M1", "attempt": 1})
+    );
+    assert_eq!(
+        get(5),
+        &json!({"userId": user_id, "mediaId": m, "analysisRunId": r, "modelName": "M1", "progress": 38})
+    );
     assert_eq!(
         get(8),
         &json!({"userId": user_id, "mediaId": m, "analysisRunId": r, "analysisId": "a1", "modelName": "M1", "prediction": "FAKE", "confidence": 0.91})
@@ -239,12 +247,7 @@ async fn channel_messages_become_progress_updates_and_typed_events_in_order() {
     assert_eq!(media_update["id"], m.as_str());
     assert_eq!(media_update["user"]["id"], user_id.as_str());
     assert_eq!(media_update["analysisRuns"][0]["id"], r.as_str());
-    let detail: Value = app
-        .get_auth(&format!("/api/v1/media/{m}"), &token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let detail: Value = app.get_auth(&format!("/api/v1/media/{m}"), &token).await.json().await.expect("json");
     assert_eq!(media_update, &detail["data"], "media_update must equal GET /media/:id");
 }
 
@@ -253,8 +256,8 @@ async fn no_event_ever_reaches_another_users_socket() {
     let app = TestApp::spawn().await;
     let (alice, alice_token) = app.signup(&unique_email(), "correct-horse").await;
     let (bob, bob_token) = app.signup(&unique_email(), "correct-horse").await;
-    let mut a = Client::connected(app.addr, &alice_token).await;
-    let mut b = Client::connected(app.addr, &bob_token).await;
+    let mut a = SocketClient::connected(app.addr, &alice_token).await;
+    let mut b = SocketClient::connected(app.addr, &bob_token).await;
     until_subscribed(&app.redis_url, &mut a, &alice).await;
     until_subscribed(&app.redis_url, &mut b, &bob).await;
     let (alice_media, alice_run) = media_with_run(&app, &alice).await;
@@ -263,7 +266,13 @@ async fn no_event_ever_reaches_another_users_socket() {
         for (user, media, run) in [(&alice, alice_media, alice_run), (&bob, bob_media, bob_run)] {
             publish(
                 &app.redis_url,
-                &msg(&media.to_string(), user, "ANALYSIS_STARTED", &format!("{user}-{i}"), json!({"model_name": "M", "runId": run, "attempt": 1})),
+                &msg(
+                    &media.to_string(),
+                    user,
+                    "ANALYSIS_STARTED",
+                    &format!("{user}-{i}"),
+                    json!({"model_name": "M", "runId": run, "attempt": 1}),
+                ),
             )
             .await;
         }
@@ -271,7 +280,7 @@ async fn no_event_ever_reaches_another_users_socket() {
     publish(&app.redis_url, &msg(&alice_media.to_string(), &alice, "END", "end", json!({}))).await;
     publish(&app.redis_url, &msg(&bob_media.to_string(), &bob, "END", "end", json!({}))).await;
     for (client, me, media) in [(&mut a, &alice, alice_media), (&mut b, &bob, bob_media)] {
-        let events = client.events_until("end").await;
+        let events = events_until(client, "end").await;
         assert_eq!(events.len(), 41, "20 × (progress_update + analysis_started) + end");
         for (_, p) in &events {
             assert_eq!(p["userId"], me.as_str());
@@ -284,14 +293,14 @@ async fn no_event_ever_reaches_another_users_socket() {
 async fn malformed_channel_messages_are_dropped() {
     let app = TestApp::spawn().await;
     let (user, token) = app.signup(&unique_email(), "correct-horse").await;
-    let mut c = Client::connected(app.addr, &token).await;
+    let mut c = SocketClient::connected(app.addr, &token).await;
     until_subscribed(&app.redis_url, &mut c, &user).await;
     publish_raw(&app.redis_url, "not json").await;
     publish(&app.redis_url, &json!({"user_id": user, "event": "X", "message": "no media"})).await;
     publish(&app.redis_url, &json!({"media_id": "", "user_id": user, "event": "X", "message": "empty media"})).await;
     publish(&app.redis_url, &json!({"media_id": "m", "user_id": user, "event": 5, "message": "bad event"})).await;
     publish(&app.redis_url, &msg("m", &user, "END", "end", json!({}))).await;
-    let events = c.events_until("end").await;
+    let events = events_until(&mut c, "end").await;
     assert_eq!(events.len(), 1, "{events:?}");
 }
 
@@ -300,14 +309,14 @@ async fn every_api_instance_relays_to_its_own_sockets() {
     let app = TestApp::spawn().await;
     let (peer_addr, _peer) = app.spawn_peer().await;
     let (user, token) = app.signup(&unique_email(), "correct-horse").await;
-    let mut on_first = Client::connected(app.addr, &token).await;
-    let mut on_peer = Client::connected(peer_addr, &token).await;
+    let mut on_first = SocketClient::connected(app.addr, &token).await;
+    let mut on_peer = SocketClient::connected(peer_addr, &token).await;
     until_subscribed(&app.redis_url, &mut on_first, &user).await;
     until_subscribed(&app.redis_url, &mut on_peer, &user).await;
     publish(&app.redis_url, &msg("m1", &user, "FRAME_ANALYSIS_PROGRESS", "hello", json!({"model_name": "M"}))).await;
     publish(&app.redis_url, &msg("m1", &user, "END", "end", json!({}))).await;
     for c in [&mut on_first, &mut on_peer] {
-        let events = c.events_until("end").await;
+        let events = events_until(c, "end").await;
         let messages: Vec<&Value> = events.iter().map(|(_, p)| &p["message"]).collect();
         assert_eq!(messages, vec!["hello", "end"]);
     }
@@ -317,11 +326,11 @@ async fn every_api_instance_relays_to_its_own_sockets() {
 async fn the_listener_resubscribes_after_redis_restarts() {
     let mut app = TestApp::spawn_with(HashMap::new()).await;
     let (user, token) = app.signup(&unique_email(), "correct-horse").await;
-    let mut c = Client::connected(app.addr, &token).await;
+    let mut c = SocketClient::connected(app.addr, &token).await;
     until_subscribed(&app.redis_url, &mut c, &user).await;
     app.redis.restart().expect("restart redis");
     until_subscribed(&app.redis_url, &mut c, &user).await;
     publish(&app.redis_url, &msg("m1", &user, "AFTER_RESTART", "after", json!({}))).await;
-    let events = c.events_until("after").await;
+    let events = events_until(&mut c, "after").await;
     assert_eq!(events.last().map(|(_, p)| p["event"].clone()), Some(json!("AFTER_RESTART")));
 }

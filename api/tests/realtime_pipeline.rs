@@ -4,20 +4,16 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Stdio;
-use std::time::Duration;
 
 use drishtiksha_common::config::WorkerConfig;
 use drishtiksha_testkit::{TemporalDevServer, base_env};
 use drishtiksha_worker::{WorkerGuard, spawn_worker};
 use serde_json::{Value, json};
+use support::socket::SocketClient;
 use support::{TestApp, unique_email};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 use uuid::Uuid;
 
 const ML_KEY: &str = "realtime-ml-key";
-const WAIT: Duration = Duration::from_secs(60);
 
 /// Three image models whose profiles publish progress schedules.
 const CATALOGUE: &str = r#"[
@@ -38,8 +34,9 @@ async fn stack(catalogue: &str) -> Stack {
     let (db_url, db) = drishtiksha_testkit::fresh_database().await.expect("db");
     let redis = drishtiksha_testkit::RedisServer::start().expect("redis");
     let mut standin = drishtiksha_standin::Config::new(ML_KEY);
-    standin.catalogue = drishtiksha_standin::catalogue::Catalogue::parse(catalogue, drishtiksha_standin::catalogue::Format::Json)
-        .expect("catalogue");
+    standin.catalogue =
+        drishtiksha_standin::catalogue::Catalogue::parse(catalogue, drishtiksha_standin::catalogue::Format::Json)
+            .expect("catalogue");
     standin.redis_url = Some(redis.url());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let ml = listener.local_addr().expect("addr");
@@ -60,57 +57,6 @@ async fn stack(catalogue: &str) -> Stack {
     }
     let worker = spawn_worker(WorkerConfig::from_source(&env).expect("worker config")).expect("worker");
     Stack { app, _temporal: temporal, _worker: worker }
-}
-
-struct Client {
-    _child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Client {
-    async fn connect(addr: std::net::SocketAddr, token: &str) -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/client.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .arg(format!("http://{addr}"))
-            .args(["--transports", "websocket", "--token", token, "--seconds", "120"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node");
-        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut c = Self { _child: child, lines };
-        let first = c.next().await;
-        assert_eq!(first["kind"], "connect", "{first}");
-        c
-    }
-
-    async fn next(&mut self) -> Value {
-        let line = tokio::time::timeout(WAIT, self.lines.next_line())
-            .await
-            .expect("no socket event in time")
-            .expect("read")
-            .expect("client exited");
-        serde_json::from_str(&line).expect("json")
-    }
-
-    /// Events until (and including) `media_update`.
-    async fn until_media_update(&mut self) -> Vec<(String, Value)> {
-        let mut seen = Vec::new();
-        loop {
-            let v = self.next().await;
-            if v["kind"] != "event" {
-                continue;
-            }
-            let name = v["event"].as_str().expect("name").to_string();
-            let done = name == "media_update";
-            seen.push((name, v["payload"].clone()));
-            if done {
-                return seen;
-            }
-        }
-    }
 }
 
 fn png(marker: &str) -> Vec<u8> {
@@ -155,10 +101,10 @@ fn pos(events: &[(String, Value)], pred: impl Fn(&str, &Value) -> bool) -> usize
 async fn an_image_upload_with_three_models_streams_every_step_in_order() {
     let s = stack(CATALOGUE).await;
     let (_, token) = s.app.signup(&unique_email(), "correct-horse").await;
-    let mut client = Client::connect(s.app.addr, &token).await;
+    let mut client = SocketClient::connected(s.app.addr, &token).await;
     let media = upload(s.app.addr, &s.app.http, &token, png("")).await;
     let media_id = media["id"].as_str().expect("id").to_string();
-    let events = client.until_media_update().await;
+    let events = client.until_event("media_update").await;
 
     assert_eq!(events[0].0, "progress_update");
     assert_eq!(events[0].1["event"], "MEDIA_UPLOADED");
@@ -172,7 +118,9 @@ async fn an_image_upload_with_three_models_streams_every_step_in_order() {
         .collect();
     assert_eq!(queued.len(), 3);
     for model in MODELS {
-        let is = |ev: &'static str| move |n: &str, p: &Value| n == "progress_update" && p["event"] == ev && p["data"]["model_name"] == model;
+        let is = |ev: &'static str| {
+            move |n: &str, p: &Value| n == "progress_update" && p["event"] == ev && p["data"]["model_name"] == model
+        };
         let queued_at = pos(&events, is("ANALYSIS_QUEUED"));
         let started_at = pos(&events, is("ANALYSIS_STARTED"));
         let completed_at = pos(&events, is("ANALYSIS_COMPLETED"));
@@ -201,9 +149,9 @@ async fn an_image_upload_with_three_models_streams_every_step_in_order() {
 async fn a_failing_model_emits_analysis_failed_and_processing_error_and_cancelling_emits_cancelled() {
     let s = stack(CATALOGUE).await;
     let (_, token) = s.app.signup(&unique_email(), "correct-horse").await;
-    let mut client = Client::connect(s.app.addr, &token).await;
+    let mut client = SocketClient::connected(s.app.addr, &token).await;
     upload(s.app.addr, &s.app.http, &token, png("STANDIN:422@IMG-WAVE")).await;
-    let events = client.until_media_update().await;
+    let events = client.until_event("media_update").await;
     let failed = events.iter().find(|(n, _)| n == "analysis_failed").expect("analysis_failed");
     assert_eq!(failed.1["modelName"], "IMG-WAVE");
     assert!(failed.1["error"].as_str().is_some_and(|e| e.contains("simulated media processing error")));
@@ -231,7 +179,7 @@ async fn a_failing_model_emits_analysis_failed_and_processing_error_and_cancelli
         .await
         .expect("cancel");
     assert_eq!(r.status(), 202);
-    let events = client.until_media_update().await;
+    let events = client.until_event("media_update").await;
     let fin = events.iter().find(|(n, _)| n == "run_finalized").expect("run_finalized");
     assert_eq!(fin.1["finalStatus"], "CANCELLED");
     let (_, update) = events.last().expect("media_update");
@@ -244,12 +192,12 @@ async fn sockets_on_two_api_processes_both_receive_an_uploads_events() {
     let s = stack(CATALOGUE).await;
     let (peer, _peer_task) = s.app.spawn_peer().await;
     let (_, token) = s.app.signup(&unique_email(), "correct-horse").await;
-    let mut on_first = Client::connect(s.app.addr, &token).await;
-    let mut on_peer = Client::connect(peer, &token).await;
+    let mut on_first = SocketClient::connected(s.app.addr, &token).await;
+    let mut on_peer = SocketClient::connected(peer, &token).await;
     // Uploaded through the peer, observed on both.
     let media = upload(peer, &s.app.http, &token, png("")).await;
     for c in [&mut on_first, &mut on_peer] {
-        let events = c.until_media_update().await;
+        let events = c.until_event("media_update").await;
         assert_eq!(events.last().map(|(_, p)| p["id"].clone()), Some(media["id"].clone()));
         assert!(events.iter().any(|(n, _)| n == "media_uploaded"));
     }
@@ -260,7 +208,7 @@ async fn a_redis_restart_mid_run_loses_events_not_results() {
     let slow = CATALOGUE.replace(r#""latency_ms": 400"#, r#""latency_ms": 4000"#);
     let mut s = stack(&slow).await;
     let (_, token) = s.app.signup(&unique_email(), "correct-horse").await;
-    let mut client = Client::connect(s.app.addr, &token).await;
+    let mut client = SocketClient::connected(s.app.addr, &token).await;
     let media = upload(s.app.addr, &s.app.http, &token, png("")).await;
     // Wait until the slow model started, then restart Redis under everyone.
     loop {
@@ -270,7 +218,7 @@ async fn a_redis_restart_mid_run_loses_events_not_results() {
         }
     }
     s.app.redis.restart().expect("restart redis");
-    let events = client.until_media_update().await;
+    let events = client.until_event("media_update").await;
     let (_, update) = events.last().expect("media_update");
     assert_eq!(update["id"], media["id"]);
     assert_eq!(update["status"], "ANALYZED");

@@ -90,7 +90,10 @@ async fn metrics_are_served_in_prometheus_text_format_with_route_labels() {
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain")));
     let text = r.text().await.expect("text");
-    assert!(text.contains(r#"drishtiksha_http_requests_total{method="POST",route="/api/v1/auth/signup",status="201"}"#), "{text}");
+    assert!(
+        text.contains(r#"drishtiksha_http_requests_total{method="POST",route="/api/v1/auth/signup",status="201"}"#),
+        "{text}"
+    );
     assert!(text.contains(r#"route="/api/v1/auth/profile",status="200""#));
     assert!(text.contains(r#"route="unmatched",status="404""#));
     assert!(!text.contains("/api/v1/unknown/path"));
@@ -107,5 +110,8 @@ async fn metrics_can_be_bound_to_a_separate_address() {
     })
     .await
     .expect("metrics listener");
-    assert!(text.contains(r#"drishtiksha_http_requests_total{method="GET",route="/api/health",status="200"}"#), "{text}");
+    assert!(
+        text.contains(r#"drishtiksha_http_requests_total{method="GET",route="/api/health",status="200"}"#),
+        "{text}"
+    );
 }

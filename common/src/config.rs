@@ -328,13 +328,15 @@ impl ApiConfig {
         if jwt_expires_in.is_zero() {
             return Err(err("JWT_EXPIRES_IN", "must be a positive duration"));
         }
-        let origins = v
-            .opt("FRONTEND_URL")
-            .unwrap_or_else(|| "http://localhost:5173,http://127.0.0.1:5173".to_string());
+        let origins =
+            v.opt("FRONTEND_URL").unwrap_or_else(|| "http://localhost:5173,http://127.0.0.1:5173".to_string());
         let mut frontend_origins = Vec::new();
         for o in origins.split(',').map(str::trim).filter(|o| !o.is_empty()) {
             let parsed = parse_origin(o).ok_or_else(|| {
-                err("FRONTEND_URL", format!("must be a comma-separated list of origins (scheme://host[:port]), got {o:?}"))
+                err(
+                    "FRONTEND_URL",
+                    format!("must be a comma-separated list of origins (scheme://host[:port]), got {o:?}"),
+                )
             })?;
             frontend_origins.push(parsed);
         }

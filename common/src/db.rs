@@ -4,8 +4,8 @@
 //! Query functions take any executor; the caller owns the transaction.
 
 pub mod media;
-pub mod reports;
 pub mod repair;
+pub mod reports;
 pub mod runs;
 pub mod users;
 

@@ -51,7 +51,11 @@ pub static RUNS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec("drishtiksha_runs_finished_total", "Analysis runs finalized, by final status", &["status"])
 });
 pub static MODEL_ANALYSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter_vec("drishtiksha_model_analyses_total", "Model analysis attempts by model and outcome", &["model", "outcome"])
+    counter_vec(
+        "drishtiksha_model_analyses_total",
+        "Model analysis attempts by model and outcome",
+        &["model", "outcome"],
+    )
 });
 pub static ML_CALL_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     histogram_vec(

@@ -121,7 +121,9 @@ impl Reconciler {
             match self.reconcile_one(c.id, &c.workflow_id, c.age).await {
                 Ok(true) => report.finalized += 1,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(run.id = %c.id, workflow_id = %c.workflow_id, error = %format!("{e:#}"), "run not reconciled"),
+                Err(e) => {
+                    tracing::warn!(run.id = %c.id, workflow_id = %c.workflow_id, error = %format!("{e:#}"), "run not reconciled")
+                }
             }
         }
         lock.commit().await?;
@@ -298,8 +300,12 @@ impl Reconciler {
                     forced.missing_grace = Duration::ZERO;
                     forced.reconcile_one(run_id, &wf, issue.run_age).await
                 }
-                (IssueKind::RunContradiction, Some(run_id)) => crate::db::repair::recompute_terminal(&self.db, run_id).await.map_err(Into::into),
-                (IssueKind::MediaMismatch, _) => crate::db::repair::sync_media_status(&self.db, issue.media_id).await.map_err(Into::into),
+                (IssueKind::RunContradiction, Some(run_id)) => {
+                    crate::db::repair::recompute_terminal(&self.db, run_id).await.map_err(Into::into)
+                }
+                (IssueKind::MediaMismatch, _) => {
+                    crate::db::repair::sync_media_status(&self.db, issue.media_id).await.map_err(Into::into)
+                }
                 _ => Ok(false),
             };
             match outcome {

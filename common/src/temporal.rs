@@ -40,10 +40,7 @@ pub fn identity(process: &str) -> String {
 /// A real round trip to the namespace (a visibility count), for readiness checks.
 pub async fn ping(client: &Client) -> anyhow::Result<()> {
     client
-        .count_workflows(
-            format!("WorkflowType='{WORKFLOW_TYPE}'"),
-            temporalio_client::WorkflowCountOptions::default(),
-        )
+        .count_workflows(format!("WorkflowType='{WORKFLOW_TYPE}'"), temporalio_client::WorkflowCountOptions::default())
         .await
         .map_err(|e| anyhow::anyhow!("temporal unavailable: {e}"))?;
     Ok(())

@@ -12,7 +12,8 @@ use sqlx::postgres::PgPoolOptions;
 
 /// Server-level connection used to create per-test databases.
 pub fn admin_database_url() -> String {
-    std::env::var("TEST_DATABASE_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    std::env::var("TEST_DATABASE_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
 pub fn redis_url() -> String {
@@ -143,8 +144,12 @@ impl TemporalDevServer {
     pub fn start() -> anyhow::Result<Self> {
         let port = free_port();
         let mut cmd = Command::new(temporal_cli());
-        cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--namespace", "default", "--log-level", "error"]);
+        cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &port.to_string()]).args([
+            "--namespace",
+            "default",
+            "--log-level",
+            "error",
+        ]);
         for sa in ["MediaId=Keyword", "UserId=Keyword", "MediaType=Keyword", "RunNumber=Int"] {
             cmd.args(["--search-attribute", sa]);
         }

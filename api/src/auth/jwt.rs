@@ -106,10 +106,9 @@ mod tests {
         assert_eq!(keys.verify(&token), Ok(id));
         assert_eq!(claims.exp - claims.iat, 3600);
         let payload = token.split('.').nth(1).expect("payload");
-        let json: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64"),
-        )
-        .expect("json");
+        let json: Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64"))
+                .expect("json");
         let keys_of: Vec<_> = json.as_object().expect("object").keys().cloned().collect();
         assert_eq!(keys_of, vec!["userId", "email", "role", "iat", "exp"]);
     }

@@ -72,7 +72,12 @@ fn check_new_password(pw: Option<&str>, errors: &mut Vec<String>) {
 }
 
 /// A trimmed name; `label` is "First name" / "Last name".
-fn check_name(v: Result<Option<String>, crate::extract::NotAString>, label: &str, required: bool, errors: &mut Vec<String>) -> Option<String> {
+fn check_name(
+    v: Result<Option<String>, crate::extract::NotAString>,
+    label: &str,
+    required: bool,
+    errors: &mut Vec<String>,
+) -> Option<String> {
     match v {
         Ok(Some(s)) => {
             let t = s.trim().to_string();
@@ -109,7 +114,13 @@ async fn signup(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiR
     };
 
     let hash = password::hash(pw).await?;
-    let new = users::NewUser { id: Uuid::new_v4(), email: &email, first_name: &first, last_name: &last, password_hash: &hash };
+    let new = users::NewUser {
+        id: Uuid::new_v4(),
+        email: &email,
+        first_name: &first,
+        last_name: &last,
+        password_hash: &hash,
+    };
     let user = match users::insert(&state.db, new).await {
         Ok(u) => u,
         Err(e) if db::is_unique_violation(&e, users::EMAIL_UNIQUE) => {
@@ -208,7 +219,11 @@ async fn get_profile(user: AuthUser) -> Response {
     ok(user.0, "Profile retrieved successfully").into_response()
 }
 
-async fn update_profile(State(state): State<AppState>, user: AuthUser, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn update_profile(
+    State(state): State<AppState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
     let mut errors: Vec<String> = body
         .keys()
         .filter(|k| !matches!(k.as_str(), "firstName" | "lastName"))
@@ -229,7 +244,11 @@ async fn update_profile(State(state): State<AppState>, user: AuthUser, JsonBody(
     Ok(ok(updated, "Profile updated successfully").into_response())
 }
 
-async fn change_password(State(state): State<AppState>, user: AuthUser, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
     let mut errors = Vec::new();
     let current = str_field(&body, "currentPassword").ok().flatten().filter(|p| !p.is_empty());
     if current.is_none() {

@@ -319,3 +319,20 @@ async fn upload_while_temporal_is_unreachable_keeps_the_media_and_fails_run_1_wi
             .expect("run 2");
     assert_eq!((run2.as_str(), error.as_deref()), ("FAILED", Some("Analysis could not be started")));
 }
+
+#[tokio::test]
+async fn upload_far_over_the_limit_is_answered_413_before_the_body_ends() {
+    let limit = 1_048_576u64;
+    let api = TestApi::spawn_with(Options {
+        temporal: Temporal::Unreachable,
+        max_upload_bytes: Some(limit),
+        ..Options::default()
+    })
+    .await;
+    let (_, token) = api.signup().await;
+    let body = vec![7u8; 20 * limit as usize];
+    let (status, v) = json_of(api.upload(&token, "big.png", "image/png", body, None).await).await;
+    assert_eq!(status, 413);
+    assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
+    api.assert_nothing_stored().await;
+}

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod socket;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
