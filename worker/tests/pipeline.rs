@@ -410,3 +410,40 @@ async fn a_run_whose_media_is_deleted_mid_analysis_ends_without_writing() {
         sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM analysis_runs"#).fetch_one(&p.pool).await.expect("count");
     assert_eq!(left, 0, "nothing was written back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_workflows_carry_search_attributes_and_a_summary_and_refuse_a_second_start() {
+    use drishtiksha_common::temporal::{SA_MEDIA_ID, SA_MEDIA_TYPE, SA_RUN_NUMBER, SA_USER_ID};
+
+    let p = ready_pipeline().await;
+    let run = p.analyse(Kind::Image, "").await;
+    assert_eq!(p.finished_run(run.run_id).await.status, RunStatus::Analyzed);
+
+    let handle = p.client().get_workflow_handle::<MediaAnalysisWorkflow>(&run.workflow_id);
+    let described = handle.describe(temporalio_client::WorkflowDescribeOptions::default()).await.expect("described");
+    let attributes = described.search_attributes();
+    assert_eq!(attributes.get(&SA_MEDIA_ID), Some(run.media_id.to_string()));
+    assert_eq!(attributes.get(&SA_USER_ID), Some(run.user_id.to_string()));
+    assert_eq!(attributes.get(&SA_MEDIA_TYPE), Some("IMAGE".to_string()));
+    assert_eq!(attributes.get(&SA_RUN_NUMBER), Some(1));
+    assert_eq!(described.static_summary(), Some("Analyse clip (IMAGE)"));
+    assert_eq!(described.task_queue(), p.task_queue);
+
+    let second = drishtiksha_workflows::start_analysis(
+        p.client(),
+        drishtiksha_workflows::StartAnalysis {
+            task_queue: &p.task_queue,
+            workflow_id: &run.workflow_id,
+            input: drishtiksha_workflows::AnalysisInput {
+                run_id: run.run_id,
+                media_id: run.media_id,
+                user_id: run.user_id,
+            },
+            media_type: drishtiksha_common::MediaType::Image,
+            run_number: 1,
+            filename: "clip",
+        },
+    )
+    .await;
+    assert!(second.is_err(), "a run's workflow starts once");
+}
