@@ -447,3 +447,17 @@ async fn started_workflows_carry_search_attributes_and_a_summary_and_refuse_a_se
     .await;
     assert!(second.is_err(), "a run's workflow starts once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_ffprobe_cannot_read_leaves_metadata_null_and_skips_the_multimodal_model() {
+    let p = ready_pipeline().await;
+    let run = p.create_media(Kind::VideoWithAudio, "").await;
+    std::fs::write(&run.path, b"this is not a video at all").expect("file replaced");
+    p.start(&run).await;
+    let row = p.finished_run(run.run_id).await;
+
+    assert_eq!(row.status, RunStatus::Analyzed, "a probe failure is not fatal");
+    assert_eq!(names(&p.analyses(run.run_id).await), ["EFFICIENTNET-B7-V1", "SIGLIP-LSTM-V4"]);
+    let media = p.media_row(run.media_id).await;
+    assert_eq!((media.has_audio, media.metadata), (None, None));
+}

@@ -62,7 +62,9 @@ async fn start(state: &AppState, run: &RunToStart<'_>) -> anyhow::Result<()> {
         },
     )
     .await
-    .context("workflow start failed")
+    .context("workflow start failed")?;
+    drishtiksha_common::metrics::RUNS_STARTED.inc();
+    Ok(())
 }
 
 /// Requests cancellation of a run's workflow.

@@ -374,6 +374,8 @@ async fn insert(state: &AppState, new: &NewUpload<'_>) -> Result<Media, sqlx::Er
     let mut tx = state.db.begin().await?;
     let media = db_media::insert_upload(&mut tx, new).await?;
     tx.commit().await?;
+    drishtiksha_common::metrics::UPLOADS.inc();
+    drishtiksha_common::metrics::UPLOAD_BYTES.inc_by(u64::try_from(media.size).unwrap_or(0));
     Ok(media)
 }
 

@@ -6,7 +6,7 @@
 //! never moves. Media status is written in the same transaction, and only while the run is the
 //! media's latest.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -427,9 +427,4 @@ pub async fn summary(pool: &PgPool, run_id: Uuid) -> Result<Option<RunSummary>, 
     )
     .fetch_optional(pool)
     .await
-}
-
-/// The result payload of a row failed for good (`api.md` §3.4).
-pub fn failure_payload(message: &str, attempts: i32) -> Value {
-    json!({ "error": message, "attempts": attempts, "retryCount": (attempts - 1).max(0) })
 }
