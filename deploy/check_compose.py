@@ -361,10 +361,14 @@ def check_compose(doc: dict, repo: Repo, report: Report):
         env = {k: interpolate(v) for k, v in env_of(services[name]).items()}
         if binary in BACKENDS:
             required = repo.required["common"] | repo.required[binary]
+            raw_env = env_of(services[name])
             for var in sorted(required):
+                hint = ""
+                if var in raw_env and not env.get(var, "").strip():
+                    hint = f"; {raw_env[var]!r} is empty unless set at run time (use ${{{var}:?message}} or a default)"
                 report.check(bool(env.get(var, "").strip()),
                              "every variable config.rs requires is set for the api and the worker",
-                             f"service {name}: required variable {var} is not set (common/src/config.rs)")
+                             f"service {name}: required variable {var} is not set (common/src/config.rs){hint}")
         if binary == "ml-standin":
             for var in sorted(repo.standin_required):
                 report.check(bool(env.get(var, "").strip()), "every variable the ML stand-in requires is set",

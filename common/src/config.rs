@@ -163,6 +163,10 @@ pub struct TemporalConfig {
     pub address: Url,
     pub namespace: String,
     pub task_queue: String,
+    /// `TEMPORAL_API_KEY` (Temporal Cloud); implies TLS.
+    pub api_key: Option<Secret>,
+    /// `TEMPORAL_TLS=true`, an `https://` address, or an API key.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +248,14 @@ impl CommonConfig {
             address,
             namespace: v.opt("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".to_string()),
             task_queue: v.opt("TEMPORAL_TASK_QUEUE").unwrap_or_else(|| DEFAULT_TASK_QUEUE.to_string()),
+            api_key: v.opt("TEMPORAL_API_KEY").map(Secret::new),
+            tls: false,
+        };
+        let temporal = TemporalConfig {
+            tls: v.bool("TEMPORAL_TLS")?.unwrap_or(false)
+                || temporal.address.scheme() == "https"
+                || temporal.api_key.is_some(),
+            ..temporal
         };
 
         let storage = match v.opt("STORAGE_PROVIDER").as_deref().unwrap_or("local") {
@@ -462,6 +474,16 @@ mod tests {
     fn https_base_url_makes_cookies_secure() {
         let c = ApiConfig::from_source(&with("PUBLIC_BASE_URL", Some("https://api.example.com"))).expect("valid");
         assert!(c.cookie_secure);
+    }
+
+    #[test]
+    fn a_temporal_api_key_implies_tls() {
+        let c = CommonConfig::from_source(&with("TEMPORAL_API_KEY", Some("cloud-key"))).expect("valid");
+        assert!(c.temporal.tls);
+        assert!(!format!("{:?}", c.temporal).contains("cloud-key"));
+        let c = CommonConfig::from_source(&with("TEMPORAL_TLS", Some("true"))).expect("valid");
+        assert!(c.temporal.tls && c.temporal.api_key.is_none());
+        assert!(!CommonConfig::from_source(&base()).expect("valid").temporal.tls);
     }
 
     #[test]

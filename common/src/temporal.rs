@@ -21,9 +21,15 @@ pub fn workflow_id(media_id: uuid::Uuid, run_number: i32) -> String {
 
 /// Connects a namespace-bound client. `identity` shows in the Web UI as the caller or worker.
 pub async fn connect(cfg: &TemporalConfig, identity: &str) -> anyhow::Result<Client> {
-    let options = ConnectionOptions::new(cfg.address.clone())
+    let mut address = cfg.address.clone();
+    if cfg.tls && address.scheme() == "http" {
+        let _ = address.set_scheme("https");
+    }
+    let options = ConnectionOptions::new(address)
         .identity(identity.to_string())
         .connect_timeout(Duration::from_secs(5))
+        .maybe_api_key(cfg.api_key.as_ref().map(|k| k.expose().to_string()))
+        .maybe_tls_options(cfg.tls.then(temporalio_client::TlsOptions::default))
         .build();
     let client = Client::connect(options, ClientOptions::new(cfg.namespace.clone()).build())
         .await

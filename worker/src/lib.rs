@@ -114,7 +114,7 @@ async fn build_worker(config: &WorkerConfig) -> anyhow::Result<Worker> {
     db::migrate(&pool).await?;
     let activities = AnalysisActivities::from_config(config, pool).await?;
     let client = connect_temporal(config).await?;
-    let runtime = Runtime::from_current_tokio(RuntimeOptions::default())
+    let runtime = Runtime::from_current_tokio(runtime_options(config)?)
         .map_err(|e| anyhow::anyhow!("cannot create the Temporal runtime: {e}"))?;
     let slots = config.max_concurrent_activities.max(1);
     let tuner = TunerHolder::builder()
@@ -138,8 +138,28 @@ async fn build_worker(config: &WorkerConfig) -> anyhow::Result<Worker> {
     Worker::new(&runtime, client, options).map_err(|e| anyhow::anyhow!("cannot create the worker: {e}"))
 }
 
+/// Where the SDK's own worker metrics are exported (an internal loopback port), when `/metrics`
+/// is enabled; the worker's `/metrics` appends them to its own.
+pub static SDK_METRICS_ADDR: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+
+fn runtime_options(config: &WorkerConfig) -> anyhow::Result<RuntimeOptions> {
+    use temporalio_common::telemetry::{PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter};
+    if config.common.metrics_addr.is_none() {
+        return Ok(RuntimeOptions::default());
+    }
+    let exporter = start_prometheus_metric_exporter(
+        PrometheusExporterOptions::builder().socket_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).build(),
+    )?;
+    let _ = SDK_METRICS_ADDR.set(exporter.bound_addr);
+    let telemetry = TelemetryOptions::builder().metrics(exporter.meter as std::sync::Arc<_>).build();
+    RuntimeOptions::builder()
+        .telemetry_options(telemetry)
+        .build()
+        .map_err(|e| anyhow::anyhow!("invalid runtime options: {e}"))
+}
+
 /// Connects to Temporal, retrying with backoff while the server starts.
-async fn connect_temporal(config: &WorkerConfig) -> anyhow::Result<Client> {
+pub async fn connect_temporal(config: &WorkerConfig) -> anyhow::Result<Client> {
     let cfg = &config.common.temporal;
     let identity = temporal::identity("worker");
     let deadline = Instant::now() + TEMPORAL_CONNECT_PATIENCE;

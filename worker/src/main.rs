@@ -1,9 +1,18 @@
 //! `worker`: the Temporal worker process. Configuration from the environment (and `.env`); exit
 //! status 2 on a configuration error, 1 when the worker fails; SIGTERM / Ctrl-C stop it gracefully.
+//! Besides the worker it runs the run reconciler every `RECONCILE_INTERVAL` and, with
+//! `METRICS_ADDR`, serves `/metrics` (its own metrics and the Temporal SDK's).
 
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::routing::get;
 use drishtiksha_common::config::{WorkerConfig, load_dotenv};
-use drishtiksha_common::telemetry;
-use drishtiksha_worker::spawn_worker;
+use drishtiksha_common::events::EventPublisher;
+use drishtiksha_common::reconcile::Reconciler;
+use drishtiksha_common::redis_conn::RedisHandle;
+use drishtiksha_common::{db, telemetry};
+use drishtiksha_worker::{SDK_METRICS_ADDR, connect_temporal, spawn_worker};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -23,6 +32,11 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    let metrics = match config.common.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr).await?),
+        None => None,
+    };
+    let reconciler = spawn_reconciler(config.clone()).await?;
     let mut guard = tokio::task::spawn_blocking(move || spawn_worker(config)).await??;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stopped_by_itself = tokio::select! {
@@ -30,9 +44,57 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         _ = terminate.recv() => { tracing::info!("SIGTERM received; shutting down"); false }
         () = guard.finished() => true,
     };
+    reconciler.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     tokio::task::spawn_blocking(move || guard.shutdown()).await??;
     if stopped_by_itself {
         anyhow::bail!("worker stopped unexpectedly");
     }
     Ok(())
+}
+
+/// The reconciler of `api.md` §6.5, one pass every `RECONCILE_INTERVAL`. Several workers may run
+/// it: a pass takes an advisory lock, and finalization only moves non-terminal runs.
+async fn spawn_reconciler(config: WorkerConfig) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let common = &config.common;
+    let pool = db::connect(common.database_url.expose(), 2).await?;
+    let redis = RedisHandle::new(common.redis_url.expose())?;
+    let events = EventPublisher::new(redis, common.progress_channel.clone());
+    let client = connect_temporal(&config).await?;
+    let reconciler = Reconciler::new(pool, client, events);
+    let interval = config.reconcile_interval;
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = reconciler.run_pass().await {
+                tracing::warn!(error = format!("{e:#}"), "reconciler pass failed");
+            }
+        }
+    }))
+}
+
+async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let mut text = drishtiksha_common::metrics::render();
+    if let Some(addr) = SDK_METRICS_ADDR.get() {
+        match reqwest::get(format!("http://{addr}/metrics")).await {
+            Ok(r) => text.push_str(&r.text().await.unwrap_or_default()),
+            Err(e) => tracing::warn!(error = %e, "SDK metrics not readable"),
+        }
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+}
+
+async fn serve_metrics(addr: SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics listening");
+    let app = Router::new().route("/metrics", get(metrics));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener stopped");
+        }
+    }))
 }
