@@ -17,6 +17,7 @@ use drishtiksha_common::MediaType;
 use drishtiksha_common::config::WorkerConfig;
 use drishtiksha_common::db::runs::{self, AttemptStart, Finalization, RunContext};
 use drishtiksha_common::events::{self, EventPublisher};
+use drishtiksha_common::metrics;
 use drishtiksha_common::model::{RunStatus, extension_of, ml_part_extension};
 use drishtiksha_common::redis_conn::RedisHandle;
 use drishtiksha_common::storage::{Storage, StorageError};
@@ -394,6 +395,7 @@ impl AnalysisActivities {
         };
         match runs::finalize(&self.db, input.run_id, how).await? {
             Some(f) => {
+                metrics::RUNS_FINISHED.with_label_values(&[f.status.as_str()]).inc();
                 tracing::info!(workflow_id = workflow_id(&ctx), run_id = %f.run_id, media.id = %f.media_id,
                     status = %f.status, completed = f.completed, failed = f.failed, "run finalized");
                 self.events.publish(&events::run_finalized(&f)).await;
@@ -415,7 +417,20 @@ impl AnalysisActivities {
 }
 
 impl AnalysisActivities {
+    /// One `/analyze` call, counted and timed in the process metrics.
     async fn call_ml(&self, run: &RunContext, model: &str, attempt: u32) -> Result<runs::ModelResult, MlError> {
+        let started = std::time::Instant::now();
+        let result = self.call_ml_inner(run, model, attempt).await;
+        let outcome = match &result {
+            Ok(_) => "completed",
+            Err(e) => e.kind.type_name(),
+        };
+        metrics::ML_CALL_DURATION.with_label_values(&["analyze", model]).observe(started.elapsed().as_secs_f64());
+        metrics::MODEL_ANALYSES.with_label_values(&[model, outcome]).inc();
+        result
+    }
+
+    async fn call_ml_inner(&self, run: &RunContext, model: &str, attempt: u32) -> Result<runs::ModelResult, MlError> {
         let missing = || MlError {
             kind: MlErrorKind::RequestRejected,
             message: MISSING_FILE_MESSAGE.to_string(),

@@ -138,6 +138,7 @@ impl Reconciler {
         let state = self.describe(workflow_id).await?;
         let Some(how) = action_for(state, age, self.missing_grace) else { return Ok(false) };
         let Some(finalized) = runs::finalize(&self.db, run_id, how).await? else { return Ok(false) };
+        crate::metrics::RUNS_FINISHED.with_label_values(&[finalized.status.as_str()]).inc();
         tracing::info!(
             run.id = %run_id, workflow_id, media.id = %finalized.media_id, status = %finalized.status,
             reason = ?finalized.error_message, "run finalized by the reconciler"

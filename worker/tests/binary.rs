@@ -51,3 +51,53 @@ async fn the_worker_binary_analyses_a_run_and_stops_gracefully_on_sigterm() {
     .expect("the worker exits after SIGTERM");
     assert_eq!(exit.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_binary_reconciles_terminated_runs_and_serves_metrics() {
+    let p = Pipeline::new(Some(standin_config())).await;
+    let metrics_port = drishtiksha_testkit::free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+    command.env_clear().current_dir(std::env::temp_dir()).stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in p.worker_env() {
+        command.env(k, v);
+    }
+    command.env("RECONCILE_INTERVAL", "1").env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"));
+    let _child = KillOnDrop(command.spawn().expect("worker starts"));
+
+    let done = p.analyse(Kind::Image, "").await;
+    assert_eq!(p.finished_run(done.run_id).await.status, RunStatus::Analyzed);
+    let hung = p.analyse(Kind::Image, "STANDIN:hang").await;
+    eventually(Duration::from_secs(30), || async {
+        (p.run_row(hung.run_id).await.status == RunStatus::Processing).then_some(())
+    })
+    .await
+    .expect("processing");
+    let out = Command::new(drishtiksha_testkit::temporal_cli())
+        .args(["workflow", "terminate", "--workflow-id", &hung.workflow_id, "--reason", "operator"])
+        .args(["--address", &p.temporal_address])
+        .output()
+        .expect("cli");
+    assert!(out.status.success());
+    // Stale after 60 s by default: make the run look old instead of waiting.
+    sqlx::query("UPDATE analysis_runs SET updated_at = now() - interval '2 minutes' WHERE id = $1")
+        .bind(hung.run_id)
+        .execute(&p.pool)
+        .await
+        .expect("age");
+    let row = p.finished_run(hung.run_id).await;
+    assert_eq!(row.status, RunStatus::Failed);
+    assert_eq!(row.error_message.as_deref(), Some("Analysis workflow was terminated"));
+
+    let text = eventually(Duration::from_secs(10), || async {
+        reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.ok()?.text().await.ok()
+    })
+    .await
+    .expect("metrics");
+    assert!(text.contains(r#"drishtiksha_runs_finished_total{status="ANALYZED"} 1"#), "{text}");
+    assert!(text.contains(r#"drishtiksha_runs_finished_total{status="FAILED"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"drishtiksha_model_analyses_total{model="CROSS-EFFICIENT-VIT-IMG",outcome="completed"} 1"#)
+    );
+    assert!(text.contains("drishtiksha_ml_call_duration_seconds_bucket"));
+    assert!(text.contains("temporal_"), "the SDK's worker metrics are included: {text}");
+}
