@@ -163,6 +163,8 @@ fn spawn_bare_worker(address: String, task_queue: String) -> anyhow::Result<(Sto
                 address: temporalio_client::Url::parse(&format!("http://{address}")).expect("address"),
                 namespace: "default".to_string(),
                 task_queue: task_queue.clone(),
+                api_key: None,
+                tls: false,
             };
             let client = temporal::connect(&cfg, "bench-bare").await.expect("client");
             let runtime = Runtime::from_current_tokio(RuntimeOptions::default()).expect("runtime");
