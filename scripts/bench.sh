@@ -82,9 +82,16 @@ for ex in "$bin"/examples/bench_*; do
   done < <(cd "$root/api" && STANDIN_BIN="$bin/ml-standin" API_BIN="$bin/api" WORKER_BIN="$bin/worker" "$ex" 2>>"$root/.data/bench-examples.log" || true)
 done
 
+# --- What an operator sees for a finished run ---------------------------------------------------
+operator_view=$(cargo test -q -p drishtiksha-worker --test operations list_describe -- --nocapture 2>/dev/null \
+  | sed -n '/^\$ temporal/,/^test result/p' | grep -v '^test result' || true)
+
 echo
 echo "Drishtiksha benchmarks ($(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ))"
 echo
 echo "| measurement | figure | target |"
 echo "|---|---|---|"
 printf '%s\n' "${rows[@]}"
+echo
+echo "Operator view (temporal workflow describe / query --type progress of a finished run):"
+echo "$operator_view"

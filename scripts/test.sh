@@ -5,6 +5,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 mkdir -p .data
+# Databases and files left by earlier test runs.
+psql -h 127.0.0.1 -U postgres -d postgres -tAc \
+  "SELECT 'DROP DATABASE \"' || datname || '\";' FROM pg_database WHERE datname LIKE 'drishtiksha\_test\_%'" \
+  | psql -h 127.0.0.1 -U postgres -d postgres -q >/dev/null 2>&1 || true
+rm -rf "${TMPDIR:-/tmp}"/drishtiksha-*-test-* 2>/dev/null || true
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy (-D warnings)"

@@ -52,6 +52,11 @@ async fn list_describe_and_query_show_a_run_as_the_runbook_says() {
         .await
         .expect("listed");
     }
+    // What an operator sees (shown with `-- --nocapture`, and by `make bench`).
+    println!("$ temporal workflow describe --workflow-id {}", run.workflow_id);
+    println!("{}", cli(&p, &["workflow", "describe", "--workflow-id", &run.workflow_id]));
+    println!("$ temporal workflow query --workflow-id {} --type progress", run.workflow_id);
+    println!("{}", cli(&p, &["workflow", "query", "--workflow-id", &run.workflow_id, "--type", "progress"]));
     let describe = cli(&p, &["workflow", "describe", "--workflow-id", &run.workflow_id, "--output", "json"]);
     let v: Value = serde_json::from_str(&describe).expect("describe JSON");
     let text = v.to_string();
