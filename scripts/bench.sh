@@ -78,7 +78,7 @@ for ex in "$bin"/examples/bench_*; do
   case "$ex" in *-*) continue ;; esac
   echo "== $(basename "$ex")" >&2
   while IFS= read -r line; do
-    [[ "$line" == "|"* ]] && rows+=("$line")
+    [[ "$line" == "|"* && "$line" != "|---"* && "$line" != "| name |"* ]] && rows+=("$line")
   done < <(cd "$root/api" && STANDIN_BIN="$bin/ml-standin" API_BIN="$bin/api" WORKER_BIN="$bin/worker" "$ex" 2>>"$root/.data/bench-examples.log" || true)
 done
 

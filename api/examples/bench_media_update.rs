@@ -62,6 +62,17 @@ async fn main() -> anyhow::Result<()> {
         .kill_on_drop(true)
         .spawn()?;
     let mut lines = BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).lines();
+    // Events are not replayed: the socket must be connected before the first upload.
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await?
+            ?.ok_or_else(|| anyhow::anyhow!("client ended"))?;
+        let v: Value = serde_json::from_str(&line)?;
+        if v["kind"] == "connect" {
+            break;
+        }
+        anyhow::ensure!(v["kind"] != "connect_error", "socket refused: {v}");
+    }
 
     let png = std::fs::read(ensure_png()?)?;
     let mut latencies = Vec::with_capacity(RUNS);
