@@ -65,8 +65,8 @@ async fn main() -> anyhow::Result<()> {
     // Events are not replayed: the socket must be connected before the first upload.
     loop {
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await?
-            ?.ok_or_else(|| anyhow::anyhow!("client ended"))?;
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("client ended"))?;
         let v: Value = serde_json::from_str(&line)?;
         if v["kind"] == "connect" {
             break;

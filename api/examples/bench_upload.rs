@@ -101,7 +101,10 @@ async fn main() -> anyhow::Result<()> {
     let growth_mb = (peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(before)) as f64 / 1024.0;
     let mb_s = total as f64 / 1_048_576.0 / elapsed.as_secs_f64();
 
-    println!("| POST /media of a {mib} MiB file (local storage): throughput | {mb_s:.1} MiB/s ({:.2} s) | — |", elapsed.as_secs_f64());
+    println!(
+        "| POST /media of a {mib} MiB file (local storage): throughput | {mb_s:.1} MiB/s ({:.2} s) | — |",
+        elapsed.as_secs_f64()
+    );
     println!("| POST /media of a {mib} MiB file: api RSS growth | {growth_mb:.1} MiB | < 20 MB |");
     let _ = std::fs::remove_dir_all(storage);
     drop(temporal);

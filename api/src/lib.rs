@@ -65,7 +65,7 @@ pub fn app_with_io(state: AppState) -> (Router, socketioxide::SocketIo) {
 
 /// Builds the state from configuration: database (migrated), Redis, storage.
 pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
-    let pool = db::connect(config.common.database_url.expose(), 32).await?;
+    let pool = db::connect(config.common.database_url.expose(), config.common.database_pool_size).await?;
     db::migrate(&pool).await?;
     let redis = RedisHandle::new(config.common.redis_url.expose())?;
     let storage = Storage::from_config(&config.common.storage).await.context("storage is not usable")?;

@@ -91,22 +91,21 @@ impl Verdict {
     }
 }
 
+/// INCR, start the window on the first hit, and report the TTL: one round trip, atomic.
+static INCREMENT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local n = redis.call('INCR', KEYS[1])
+          if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+          local ttl = redis.call('TTL', KEYS[1])
+          if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+          return {n, ttl}",
+    )
+});
+
 /// Adds one to a window counter; returns (count, seconds until the window resets).
 async fn increment(state: &AppState, key: &str, window: Duration) -> redis::RedisResult<(u64, u64)> {
     let mut conn = state.redis.conn().await?;
-    let (count, ttl): (u64, i64) = redis::pipe()
-        .atomic()
-        .cmd("INCR")
-        .arg(key)
-        .cmd("EXPIRE")
-        .arg(key)
-        .arg(window.as_secs())
-        .arg("NX")
-        .ignore()
-        .cmd("TTL")
-        .arg(key)
-        .query_async(&mut conn)
-        .await?;
+    let (count, ttl): (u64, i64) = INCREMENT.key(key).arg(window.as_secs()).invoke_async(&mut conn).await?;
     Ok((count, ttl.max(0) as u64))
 }
 
