@@ -96,8 +96,9 @@ impl MediaAnalysisWorkflow {
         let run_id = input.run_id;
         log_step(ctx, &input, "prepare_media");
         ctx.set_current_details("Probing the media file");
-        let prepared =
-            ctx.execute_activity(AnalysisActivities::prepare_media, RunRef { run_id }, options::prepare()).await;
+        let prepared = ctx
+            .execute_local_activity(AnalysisActivities::prepare_media, RunRef { run_id }, options::local_prepare())
+            .await;
         let (media_type, has_audio, settings) = match prepared {
             Ok(Prepared::Ready { media_type, has_audio, settings }) => (media_type, has_audio, settings),
             Ok(Prepared::FileMissing) => return finish(ctx, run_id, Some(MISSING_FILE_MESSAGE.to_string())).await,
@@ -108,8 +109,9 @@ impl MediaAnalysisWorkflow {
         log_step(ctx, &input, "discover_models");
         ctx.set_current_details("Discovering models");
         let request = DiscoverRequest { run_id, media_type, has_audio };
-        let discovered =
-            ctx.execute_activity(AnalysisActivities::discover_models, request, options::discover(&settings)).await;
+        let discovered = ctx
+            .execute_local_activity(AnalysisActivities::discover_models, request, options::local_discover(&settings))
+            .await;
         let models = match discovered {
             Ok(Discovery::Models { models }) if models.is_empty() => {
                 let message = format!("No compatible models available for {media_type}");
@@ -128,7 +130,11 @@ impl MediaAnalysisWorkflow {
 
         log_step(ctx, &input, "start_run");
         let request = StartRequest { run_id, models: models.clone() };
-        match ctx.execute_activity(AnalysisActivities::start_run, request, options::step("Start the run")).await {
+        // Short database steps run as local activities: no task-queue round trips of their own.
+        match ctx
+            .execute_local_activity(AnalysisActivities::start_run, request, options::local_step("Start the run"))
+            .await
+        {
             Ok(Started::Started) => {}
             Ok(Started::Gone) => return Ok(AnalysisResult::from_summary(None)),
             Err(e) => return not_started(ctx, run_id, &e).await,
@@ -260,7 +266,10 @@ async fn finish(
     }
     ctx.set_current_details("Finalizing");
     let request = FinalizeRequest { run_id, how: FinalizeHow::Finish { error } };
-    match ctx.execute_activity(AnalysisActivities::finalize_run, request, options::finalize(None)).await {
+    match ctx
+        .execute_local_activity(AnalysisActivities::finalize_run, request, options::local_step("Finalize the run"))
+        .await
+    {
         Ok(summary) => Ok(AnalysisResult::from_summary(summary)),
         Err(e) if is_cancellation(ctx, &e) => cancel(ctx, run_id).await,
         Err(e) => Err(ApplicationFailure::new(format!("finalizing the run failed: {}", failure_message(&e))).into()),
@@ -305,7 +314,7 @@ mod options {
     use drishtiksha_activities::PipelineSettings;
     use drishtiksha_activities::ml::MlErrorKind;
     use temporalio_common::RetryPolicy;
-    use temporalio_sdk::{ActivityOptions, WorkflowCancellationToken};
+    use temporalio_sdk::{ActivityOptions, LocalActivityOptions, WorkflowCancellationToken};
 
     const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -337,17 +346,25 @@ mod options {
             .build()
     }
 
-    pub fn prepare() -> ActivityOptions {
-        ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10 * 60))
-            .heartbeat_timeout(HEARTBEAT_TIMEOUT)
+    pub fn local_step(summary: &str) -> LocalActivityOptions {
+        LocalActivityOptions::builder()
+            .start_to_close_timeout(Duration::from_secs(60))
+            .retry_policy(step_retry())
+            .summary(summary.to_string())
+            .build()
+    }
+
+    pub fn local_prepare() -> LocalActivityOptions {
+        LocalActivityOptions::builder()
+            .start_to_close_timeout(Duration::from_secs(10 * 60))
             .retry_policy(step_retry())
             .summary("Probe the media file".to_string())
             .build()
     }
 
-    pub fn discover(settings: &PipelineSettings) -> ActivityOptions {
-        ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5 * 60))
-            .heartbeat_timeout(HEARTBEAT_TIMEOUT)
+    pub fn local_discover(settings: &PipelineSettings) -> LocalActivityOptions {
+        LocalActivityOptions::builder()
+            .start_to_close_timeout(Duration::from_secs(5 * 60))
             .retry_policy(ml_retry(settings, vec![MlErrorKind::AuthRejected.type_name()]))
             .summary("Discover models (ML /stats)".to_string())
             .build()
