@@ -144,20 +144,8 @@ impl MlClient {
 
     /// `GET /stats`: the JSON object, unchanged.
     pub async fn stats(&self) -> Result<Value, MlError> {
-        let response = self
-            .http
-            .get(self.url("/stats"))
-            .header("X-API-Key", self.api_key.expose())
-            .timeout(self.stats_timeout)
-            .send()
-            .await
-            .map_err(|e| MlError::from_transport(&e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = read_body(response).await?;
-        if !status.is_success() {
-            return Err(classify_status(status, &headers, &body));
-        }
+        let request = self.http.get(self.url("/stats")).timeout(self.stats_timeout);
+        let (status, body) = self.send(request).await?;
         match serde_json::from_slice::<Value>(&body) {
             Ok(v @ Value::Object(_)) => Ok(v),
             _ => Err(MlError {
@@ -179,23 +167,27 @@ impl MlClient {
             .text("model", req.model)
             .text("mediaId", req.media_id.to_string())
             .text("userId", req.user_id.to_string());
-        let response = self
+        let request = self
             .http
             .post(self.url("/analyze"))
-            .header("X-API-Key", self.api_key.expose())
             .header("X-Correlation-ID", req.correlation_id)
             .timeout(self.analyze_timeout)
-            .multipart(form)
-            .send()
-            .await
-            .map_err(|e| MlError::from_transport(&e))?;
+            .multipart(form);
+        let (_, body) = self.send(request).await?;
+        validate_result(&body)
+    }
+
+    /// Sends with the API key and reads the whole (bounded) body; a non-2xx answer is classified.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(StatusCode, Vec<u8>), MlError> {
+        let response =
+            request.header("X-API-Key", self.api_key.expose()).send().await.map_err(|e| MlError::from_transport(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_body(response).await?;
         if !status.is_success() {
             return Err(classify_status(status, &headers, &body));
         }
-        validate_result(&body)
+        Ok((status, body))
     }
 }
 

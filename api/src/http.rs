@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
@@ -162,9 +161,4 @@ pub async fn metrics() -> Response {
         drishtiksha_common::metrics::render(),
     )
         .into_response()
-}
-
-/// Unused bodies are dropped without reading; keeps handlers that take no body honest.
-pub fn empty() -> Body {
-    Body::empty()
 }

@@ -29,13 +29,8 @@ use drishtiksha_common::storage::Storage;
 
 pub use state::AppState;
 
-/// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
-    app_with_io(state).0
-}
-
-/// The application and its Socket.IO handle (for the progress listener).
-pub fn app_with_io(state: AppState) -> (Router, socketioxide::SocketIo) {
+/// The whole HTTP application and its Socket.IO handle (for the progress listener).
+pub fn app(state: AppState) -> (Router, socketioxide::SocketIo) {
     let (socket_layer, io) = realtime::layer(state.clone());
     let origins = http::Origins(Arc::new(state.config.frontend_origins.clone()));
     let v1 = Router::new()
@@ -74,7 +69,7 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
 pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let (app, io) = app_with_io(state.clone());
+    let (app, io) = app(state.clone());
     let metrics_server = match state.config.common.metrics_addr {
         Some(addr) => Some(spawn_metrics_listener(addr).await?),
         None => None,
