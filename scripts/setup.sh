@@ -51,6 +51,14 @@ if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("ch
   .venv/bin/pip install -q --disable-pip-version-check "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
 fi
 
+# An S3-compatible server (moto's server mode) for the storage tests and the scale scenario.
+MOTO_VERSION=5.2.5
+if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" != "$MOTO_VERSION" ] \
+   || [ ! -x .venv/bin/moto_server ]; then
+  say "installing moto[server]==$MOTO_VERSION into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
 # The official socket.io-client, used by the Socket.IO integration tests.
 if [ ! -f api/tests/js/node_modules/socket.io-client/package.json ] || [ ! -f api/tests/js/node_modules/redis/package.json ]; then
   say "installing socket.io-client for the Socket.IO tests"

@@ -158,7 +158,7 @@ impl MlClient {
     /// `POST /analyze` with the file streamed as the `media` part.
     pub async fn analyze<S>(&self, req: AnalyzeRequest<S>) -> Result<ModelResult, MlError>
     where
-        S: Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static,
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
         let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(req.body), req.length)
             .file_name(req.part_filename);

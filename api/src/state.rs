@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use drishtiksha_activities::ml::MlClient;
 use drishtiksha_common::config::ApiConfig;
+use drishtiksha_common::db::media::Media;
 use drishtiksha_common::events::EventPublisher;
 use drishtiksha_common::reconcile::Reconciler;
 use drishtiksha_common::redis_conn::RedisHandle;
@@ -31,6 +32,24 @@ impl AppState {
         let jwt = Arc::new(JwtKeys::new(config.jwt_secret.expose().as_bytes(), config.jwt_expires_in));
         let events = EventPublisher::new(redis.clone(), config.common.progress_channel.clone());
         Ok(Self { config: Arc::new(config), db, redis, events, storage, jwt, ml, temporal: Default::default() })
+    }
+
+    /// Sets a media object's `url` as it is served now (§5.3): for S3 without a public base URL
+    /// this is a fresh presigned URL, so a stored one never goes stale.
+    pub async fn with_url(&self, mut media: Media) -> Media {
+        match self.storage.public_url(&media.public_id, &self.config.common.public_base_url).await {
+            Ok(url) => media.url = url,
+            Err(e) => tracing::warn!(media.id = %media.id, error = %e, "media URL not generated"),
+        }
+        media
+    }
+
+    pub async fn with_urls(&self, media: Vec<Media>) -> Vec<Media> {
+        let mut out = Vec::with_capacity(media.len());
+        for m in media {
+            out.push(self.with_url(m).await);
+        }
+        out
     }
 
     /// The run reconciler, for the maintenance endpoints.

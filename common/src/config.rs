@@ -182,6 +182,13 @@ pub struct S3Config {
     pub endpoint: Option<Url>,
     pub public_base_url: Option<Url>,
     pub presign_ttl: Duration,
+    /// Path-style addressing (`<endpoint>/<bucket>/<key>`), which MinIO, Ceph and most other
+    /// S3-compatible stores need; `S3_FORCE_PATH_STYLE`, default on when `S3_ENDPOINT` is set.
+    pub force_path_style: bool,
+    /// `S3_ACCESS_KEY_ID` + `S3_SECRET_ACCESS_KEY`, when the store's keys are not the process's
+    /// AWS credentials; otherwise the AWS SDK's usual sources (`AWS_ACCESS_KEY_ID`, profiles,
+    /// web identity, instance roles).
+    pub static_credentials: Option<(String, Secret)>,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +241,14 @@ pub struct WorkerConfig {
     pub reconcile_interval: Duration,
 }
 
+/// S3 bucket naming rules (the subset every S3-compatible store accepts).
+fn valid_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 impl CommonConfig {
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let v = Vars(src);
@@ -274,12 +289,37 @@ impl CommonConfig {
                     Some(e) => Some(v.url("S3_PUBLIC_BASE_URL", &e, &["http", "https"])?),
                     None => None,
                 };
+                let bucket = v.required("S3_BUCKET", "a bucket name, when STORAGE_PROVIDER=s3")?;
+                if !valid_bucket_name(&bucket) {
+                    return Err(err(
+                        "S3_BUCKET",
+                        format!("must be 3-63 lower-case letters, digits, '.' or '-', got {bucket:?}"),
+                    ));
+                }
+                let presign_ttl = v.duration("S3_PRESIGN_TTL", Duration::from_secs(86_400))?;
+                // SigV4 presigned URLs are valid for at most seven days.
+                if presign_ttl.is_zero() || presign_ttl > Duration::from_secs(7 * 86_400) {
+                    return Err(err("S3_PRESIGN_TTL", "must be between 1s and 7d"));
+                }
+                let force_path_style = v.bool("S3_FORCE_PATH_STYLE")?.unwrap_or(endpoint.is_some());
+                let static_credentials = match (v.opt("S3_ACCESS_KEY_ID"), v.opt("S3_SECRET_ACCESS_KEY")) {
+                    (Some(id), Some(secret)) => Some((id, Secret::new(secret))),
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        return Err(err("S3_SECRET_ACCESS_KEY", "must be set together with S3_ACCESS_KEY_ID"));
+                    }
+                    (None, Some(_)) => {
+                        return Err(err("S3_ACCESS_KEY_ID", "must be set together with S3_SECRET_ACCESS_KEY"));
+                    }
+                };
                 StorageConfig::S3(Box::new(S3Config {
-                    bucket: v.required("S3_BUCKET", "a bucket name, when STORAGE_PROVIDER=s3")?,
+                    bucket,
                     region: v.opt("S3_REGION").unwrap_or_else(|| "us-east-1".to_string()),
                     endpoint,
                     public_base_url,
-                    presign_ttl: v.duration("S3_PRESIGN_TTL", Duration::from_secs(86_400))?,
+                    presign_ttl,
+                    force_path_style,
+                    static_credentials,
                 }))
             }
             other => return Err(err("STORAGE_PROVIDER", format!("must be local or s3, got {other:?}"))),
@@ -483,6 +523,56 @@ mod tests {
     fn https_base_url_makes_cookies_secure() {
         let c = ApiConfig::from_source(&with("PUBLIC_BASE_URL", Some("https://api.example.com"))).expect("valid");
         assert!(c.cookie_secure);
+    }
+
+    fn s3(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut m = with("STORAGE_PROVIDER", Some("s3"));
+        m.insert("S3_BUCKET".into(), "drishtiksha-media".into());
+        for (k, v) in extra {
+            m.insert((*k).into(), (*v).into());
+        }
+        m
+    }
+
+    #[test]
+    fn s3_settings_parse_with_their_defaults() {
+        let c = CommonConfig::from_source(&s3(&[])).expect("valid");
+        let StorageConfig::S3(s) = c.storage else { panic!("s3 expected") };
+        assert_eq!((s.bucket.as_str(), s.region.as_str()), ("drishtiksha-media", "us-east-1"));
+        assert_eq!(s.presign_ttl, Duration::from_secs(86_400));
+        assert!(!s.force_path_style, "AWS itself uses virtual-hosted style");
+
+        let c = CommonConfig::from_source(&s3(&[("S3_ENDPOINT", "http://127.0.0.1:9000"), ("S3_PRESIGN_TTL", "15m")]))
+            .expect("valid");
+        let StorageConfig::S3(s) = c.storage else { panic!("s3 expected") };
+        assert!(s.force_path_style, "custom endpoints default to path-style");
+        assert_eq!(s.presign_ttl, Duration::from_secs(900));
+        let c =
+            CommonConfig::from_source(&s3(&[("S3_ENDPOINT", "https://r2.example.com"), ("S3_FORCE_PATH_STYLE", "no")]))
+                .expect("valid");
+        let StorageConfig::S3(s) = c.storage else { panic!("s3 expected") };
+        assert!(!s.force_path_style);
+    }
+
+    #[test]
+    fn bad_s3_settings_name_the_variable() {
+        let mut m = s3(&[]);
+        m.remove("S3_BUCKET");
+        assert_eq!(CommonConfig::from_source(&m).expect_err("no bucket").var, "S3_BUCKET");
+        for (var, value) in [
+            ("S3_BUCKET", "Bad_Bucket"),
+            ("S3_BUCKET", "ab"),
+            ("S3_ENDPOINT", "minio:9000"),
+            ("S3_PUBLIC_BASE_URL", "ftp://cdn.example.com"),
+            ("S3_PRESIGN_TTL", "8d"),
+            ("S3_PRESIGN_TTL", "0"),
+            ("S3_FORCE_PATH_STYLE", "maybe"),
+            ("S3_ACCESS_KEY_ID", "only-the-id"),
+            ("STORAGE_PROVIDER", "gcs"),
+        ] {
+            let e = CommonConfig::from_source(&s3(&[(var, value)])).expect_err(value);
+            assert_eq!(e.var, var, "{var}={value}");
+        }
     }
 
     #[test]

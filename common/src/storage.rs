@@ -1,13 +1,19 @@
 //! Where media files live. One interface for the api (uploads, serving, deletion) and the
-//! activities (probing, streaming to the ML server).
+//! activities (probing, streaming to the ML server): a local directory or an S3-compatible bucket.
+
+mod s3;
 
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 use url::Url;
+
+pub use s3::{PART_SIZE as S3_PART_SIZE, S3Storage};
 
 use crate::config::StorageConfig;
 
@@ -19,38 +25,52 @@ pub enum StorageError {
     InvalidKey,
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("object store error: {0}")]
+    Remote(String),
 }
+
+/// An object's bytes, in order.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// How long a URL handed to ffprobe for a remote object stays valid.
+const PROBE_URL_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// The configured store.
 #[derive(Debug, Clone)]
 pub enum Storage {
     Local(LocalStorage),
+    S3(S3Storage),
 }
 
 impl Storage {
+    /// Opens the configured store; for S3 the bucket is verified, or created when missing.
     pub async fn from_config(cfg: &StorageConfig) -> anyhow::Result<Self> {
         match cfg {
             StorageConfig::Local { root } => Ok(Self::Local(LocalStorage::new(root.clone()).await?)),
-            StorageConfig::S3(_) => anyhow::bail!("STORAGE_PROVIDER=s3 is not available in this build"),
+            StorageConfig::S3(s3) => Ok(Self::S3(S3Storage::connect(s3).await?)),
         }
     }
 
     /// Starts writing a new object; nothing is visible under `key` until [`Upload::finish`].
-    pub async fn begin_upload(&self, key: &str) -> Result<Upload, StorageError> {
+    pub async fn begin_upload(&self, key: &str, content_type: &str) -> Result<Upload, StorageError> {
         match self {
             Self::Local(l) => l.begin_upload(key).await,
+            Self::S3(s) => s.begin_upload(key, content_type),
         }
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         match self {
             Self::Local(l) => l.delete(key).await,
+            Self::S3(s) => s.delete(key).await,
         }
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        match self {
-            Self::Local(l) => Ok(tokio::fs::try_exists(l.path_of(key)?).await?),
+        match self.size(key).await {
+            Ok(_) => Ok(true),
+            Err(StorageError::NotFound) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -58,18 +78,17 @@ impl Storage {
     pub async fn size(&self, key: &str) -> Result<u64, StorageError> {
         match self {
             Self::Local(l) => match tokio::fs::metadata(l.path_of(key)?).await {
-                Ok(m) => Ok(m.len()),
+                Ok(m) if m.is_file() => Ok(m.len()),
+                Ok(_) => Err(StorageError::NotFound),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::NotFound),
                 Err(e) => Err(e.into()),
             },
+            Self::S3(s) => s.size(key).await,
         }
     }
 
-    /// Streams an object's bytes.
-    pub async fn read_stream(
-        &self,
-        key: &str,
-    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, StorageError> {
+    /// Streams an object's bytes (for S3 straight from the object store, with no temporary file).
+    pub async fn read_stream(&self, key: &str) -> Result<ByteStream, StorageError> {
         match self {
             Self::Local(l) => {
                 let file = match File::open(l.path_of(key)?).await {
@@ -77,33 +96,58 @@ impl Storage {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound),
                     Err(e) => return Err(e.into()),
                 };
-                Ok(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024))
+                Ok(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).boxed())
             }
+            Self::S3(s) => s.read_stream(key).await,
         }
     }
 
-    /// A location ffprobe can read: a local path (or, for remote stores, a URL).
+    /// A location ffprobe can read: a local path, or a short-lived presigned URL of the object.
     pub async fn probe_location(&self, key: &str) -> Result<String, StorageError> {
         match self {
             Self::Local(l) => Ok(l.path_of(key)?.to_string_lossy().into_owned()),
+            Self::S3(s) => s.presigned_get(key, PROBE_URL_TTL).await,
         }
     }
 
-    /// The `url` of a media object (§5.3).
-    pub fn public_url(&self, key: &str, public_base_url: &Url) -> String {
+    /// The `url` of a media object (§5.3): served by the api for local storage; for S3 the
+    /// public base URL when configured, otherwise a presigned GET URL made now.
+    pub async fn public_url(&self, key: &str, public_base_url: &Url) -> Result<String, StorageError> {
         match self {
             Self::Local(_) => {
                 let base = public_base_url.as_str().trim_end_matches('/');
-                format!("{base}/media/{key}")
+                Ok(format!("{base}/media/{key}"))
             }
+            Self::S3(s) => s.public_url(key).await,
         }
     }
 
     pub fn local(&self) -> Option<&LocalStorage> {
         match self {
             Self::Local(l) => Some(l),
+            Self::S3(_) => None,
         }
     }
+
+    /// Short name for logs and metrics.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Self::Local(_) => "local",
+            Self::S3(_) => "s3",
+        }
+    }
+}
+
+/// Keys are relative paths of normal segments: no `..`, no absolute paths, no empty segments.
+pub fn validate_key(key: &str) -> Result<&str, StorageError> {
+    if key.is_empty() || key.len() > 900 || key.contains('\\') || key.contains('\0') || key.ends_with('/') {
+        return Err(StorageError::InvalidKey);
+    }
+    let ok = key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    if !ok || !Path::new(key).components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(StorageError::InvalidKey);
+    }
+    Ok(key)
 }
 
 /// Files below a root directory.
@@ -125,14 +169,7 @@ impl LocalStorage {
 
     /// Resolves a key to a path inside the root; `..`, absolute paths and empty segments are refused.
     pub fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
-        if key.is_empty() || key.contains('\\') || key.contains('\0') {
-            return Err(StorageError::InvalidKey);
-        }
-        let rel = Path::new(key);
-        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(StorageError::InvalidKey);
-        }
-        Ok(self.root.join(rel))
+        Ok(self.root.join(validate_key(key)?))
     }
 
     async fn begin_upload(&self, key: &str) -> Result<Upload, StorageError> {
@@ -146,7 +183,7 @@ impl LocalStorage {
             uuid::Uuid::new_v4().simple()
         ));
         let file = File::create(&tmp_path).await?;
-        Ok(Upload { file: Some(file), tmp_path, final_path, written: 0 })
+        Ok(Upload { inner: UploadInner::Local(LocalUpload { file: Some(file), tmp_path, final_path, written: 0 }) })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -158,17 +195,58 @@ impl LocalStorage {
     }
 }
 
-/// An object being written. Dropping it without [`Upload::finish`] leaves nothing behind once
-/// [`Upload::abort`] ran; callers abort explicitly on every error path.
+/// An object being written. Every error path calls [`Upload::abort`]; a request cancelled
+/// mid-body drops the upload instead, which removes the partial data as well.
 pub struct Upload {
+    inner: UploadInner,
+}
+
+enum UploadInner {
+    Local(LocalUpload),
+    S3(s3::S3Upload),
+}
+
+impl Upload {
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+        match &mut self.inner {
+            UploadInner::Local(u) => u.write(chunk).await,
+            UploadInner::S3(u) => u.write(chunk).await,
+        }
+    }
+
+    pub fn written(&self) -> u64 {
+        match &self.inner {
+            UploadInner::Local(u) => u.written,
+            UploadInner::S3(u) => u.written(),
+        }
+    }
+
+    /// Makes the object visible under its key; returns its size.
+    pub async fn finish(self) -> Result<u64, StorageError> {
+        match self.inner {
+            UploadInner::Local(u) => u.finish().await,
+            UploadInner::S3(u) => u.finish().await,
+        }
+    }
+
+    /// Removes the partial data.
+    pub async fn abort(self) {
+        match self.inner {
+            UploadInner::Local(u) => u.abort().await,
+            UploadInner::S3(u) => u.abort().await,
+        }
+    }
+}
+
+struct LocalUpload {
     file: Option<File>,
     tmp_path: PathBuf,
     final_path: PathBuf,
     written: u64,
 }
 
-impl Upload {
-    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+impl LocalUpload {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
         if let Some(f) = self.file.as_mut() {
             f.write_all(chunk).await?;
             self.written += chunk.len() as u64;
@@ -176,12 +254,7 @@ impl Upload {
         Ok(())
     }
 
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// Makes the object visible under its key; returns its size.
-    pub async fn finish(mut self) -> Result<u64, StorageError> {
+    async fn finish(mut self) -> Result<u64, StorageError> {
         if let Some(mut f) = self.file.take() {
             f.flush().await?;
             f.sync_all().await?;
@@ -193,8 +266,7 @@ impl Upload {
         Ok(self.written)
     }
 
-    /// Removes the partial data.
-    pub async fn abort(mut self) {
+    async fn abort(mut self) {
         drop(self.file.take());
         if let Err(e) = tokio::fs::remove_file(&self.tmp_path).await {
             tracing::warn!(error = %e, "partial upload could not be removed");
@@ -202,7 +274,7 @@ impl Upload {
     }
 }
 
-impl Drop for Upload {
+impl Drop for LocalUpload {
     fn drop(&mut self) {
         // A request cancelled mid-body drops the upload without reaching abort.
         if self.file.is_some() {
@@ -230,14 +302,14 @@ mod tests {
     async fn aborted_uploads_leave_nothing_and_finished_ones_appear() {
         let dir = std::env::temp_dir().join(format!("storage-test-{}", uuid::Uuid::new_v4()));
         let storage = Storage::Local(LocalStorage::new(dir.clone()).await.expect("root"));
-        let mut up = storage.begin_upload("images/a.png").await.expect("begin");
+        let mut up = storage.begin_upload("images/a.png", "image/png").await.expect("begin");
         up.write(b"abc").await.expect("write");
         up.abort().await;
         assert!(!storage.exists("images/a.png").await.expect("exists"));
         let mut entries = tokio::fs::read_dir(dir.join("images")).await.expect("dir");
         assert!(entries.next_entry().await.expect("read").is_none());
 
-        let mut up = storage.begin_upload("images/b.png").await.expect("begin");
+        let mut up = storage.begin_upload("images/b.png", "image/png").await.expect("begin");
         up.write(b"abcd").await.expect("write");
         assert_eq!(up.finish().await.expect("finish"), 4);
         assert_eq!(storage.size("images/b.png").await.expect("size"), 4);

@@ -176,3 +176,102 @@ impl Drop for TemporalDevServer {
         let _ = self.child.wait();
     }
 }
+
+/// An S3-compatible server (moto's server mode, installed by the set-up into `.venv`) on a free
+/// port, keeping objects in memory; killed on drop.
+pub struct S3Server {
+    pub port: u16,
+    child: Child,
+}
+
+/// Keys the test S3 server accepts (it does not check them, but requests must be signed).
+pub const S3_TEST_KEY_ID: &str = "drishtiksha-test";
+pub const S3_TEST_SECRET: &str = "drishtiksha-test-secret";
+
+impl S3Server {
+    pub fn start() -> anyhow::Result<Self> {
+        let port = free_port();
+        let bin = std::env::var("MOTO_SERVER_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join(".venv/bin/moto_server"));
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {} (run scripts/setup.sh): {e}", bin.display()))?;
+        let server = Self { port, child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                anyhow::bail!("S3 server did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Variables that put a process's media into `bucket` on this server.
+    pub fn env(&self, bucket: &str) -> HashMap<String, String> {
+        let endpoint = self.endpoint();
+        [
+            ("STORAGE_PROVIDER", "s3"),
+            ("S3_BUCKET", bucket),
+            ("S3_REGION", "us-east-1"),
+            ("S3_ENDPOINT", endpoint.as_str()),
+            ("S3_ACCESS_KEY_ID", S3_TEST_KEY_ID),
+            ("S3_SECRET_ACCESS_KEY", S3_TEST_SECRET),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl S3Server {
+    /// A store on this server, as a process configured with [`S3Server::env`] opens it.
+    pub async fn storage(&self, bucket: &str) -> anyhow::Result<drishtiksha_common::storage::Storage> {
+        let mut env = base_env("postgres://unused@127.0.0.1/unused", &redis_url());
+        env.extend(self.env(bucket));
+        let cfg = drishtiksha_common::config::CommonConfig::from_source(&env)?;
+        drishtiksha_common::storage::Storage::from_config(&cfg.storage).await
+    }
+}
+
+/// Object keys in an S3 store's bucket.
+pub async fn s3_object_keys(s3: &drishtiksha_common::storage::S3Storage) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = s3.client().list_objects_v2().bucket(s3.bucket()).set_continuation_token(token.take()).send().await?;
+        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        match out.next_continuation_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// Multipart uploads an S3 store's bucket still holds (finished or aborted uploads hold none).
+pub async fn s3_pending_multipart(s3: &drishtiksha_common::storage::S3Storage) -> anyhow::Result<usize> {
+    let out = s3.client().list_multipart_uploads().bucket(s3.bucket()).send().await?;
+    Ok(out.uploads().len())
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bucket name of its own for one test.
+pub fn unique_bucket() -> String {
+    format!("drishtiksha-test-{}", uuid::Uuid::new_v4().simple())
+}

@@ -36,13 +36,14 @@ fn run_not_found() -> ApiError {
 
 #[instrument(skip_all, fields(user.id = %user.id()))]
 pub async fn list_media(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
-    let media = db_media::list_for_user(&state.db, user.id()).await?;
+    let media = state.with_urls(db_media::list_for_user(&state.db, user.id()).await?).await;
     Ok(ok(media, "Success").into_response())
 }
 
 #[instrument(skip_all, fields(media.id = %id))]
 pub async fn get_media(State(state): State<AppState>, user: AuthUser, MediaId(id): MediaId) -> ApiResult<Response> {
     let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
+    let media = state.with_url(media).await;
     Ok(ok(media, "Success").into_response())
 }
 
@@ -78,6 +79,7 @@ pub async fn update_media(
             db_media::update_description(&state.db, id, user.id(), d.as_deref()).await?.ok_or_else(media_not_found)?
         }
     };
+    let media = state.with_url(media).await;
     Ok(ok(media, "Media updated successfully.").into_response())
 }
 
@@ -149,6 +151,7 @@ pub async fn rerun_analysis(
         ));
     }
     let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
+    let media = state.with_url(media).await;
     Ok(with_status(StatusCode::ACCEPTED, media, "A new analysis run has been successfully queued for this media.")
         .into_response())
 }

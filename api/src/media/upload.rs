@@ -235,7 +235,7 @@ async fn receive_file(
     let stored = match storable {
         Some(accepted) => {
             let key = format!("{}/{media_id}{ext}", accepted.media_type.storage_folder());
-            let upload = state.storage.begin_upload(&key).await.map_err(ApiError::internal)?;
+            let upload = state.storage.begin_upload(&key, accepted.canonical_mime).await.map_err(ApiError::internal)?;
             Some(Stored { upload, key, accepted })
         }
         None => None,
@@ -302,6 +302,12 @@ async fn drain(mut field: Field<'_>) -> ApiResult<()> {
     }
 }
 
+async fn remove_stored(state: &AppState, key: &str) {
+    if let Err(del) = state.storage.delete(key).await {
+        tracing::error!(storage.key = %key, error = %del, "stored file of a failed upload could not be removed");
+    }
+}
+
 /// Makes the file visible, inserts media + run #1 in one transaction, announces the upload and
 /// starts the workflow.
 async fn persist_and_start(state: AppState, user_id: Uuid, media_id: Uuid, accepted: Accepted) -> ApiResult<Response> {
@@ -309,7 +315,13 @@ async fn persist_and_start(state: AppState, user_id: Uuid, media_id: Uuid, accep
     let size = upload.finish().await.map_err(ApiError::internal)?;
     let run_id = Uuid::new_v4();
     let workflow_id = workflow_id(media_id, 1);
-    let url = state.storage.public_url(&key, &state.config.common.public_base_url);
+    let url = match state.storage.public_url(&key, &state.config.common.public_base_url).await {
+        Ok(url) => url,
+        Err(e) => {
+            remove_stored(&state, &key).await;
+            return Err(ApiError::internal(e));
+        }
+    };
     let new = NewUpload {
         media_id,
         user_id,
@@ -326,9 +338,7 @@ async fn persist_and_start(state: AppState, user_id: Uuid, media_id: Uuid, accep
     let media = match insert(&state, &new).await {
         Ok(media) => media,
         Err(e) => {
-            if let Err(del) = state.storage.delete(&key).await {
-                tracing::error!(storage.key = %key, error = %del, "stored file of a failed upload could not be removed");
-            }
+            remove_stored(&state, &key).await;
             return Err(e.into());
         }
     };

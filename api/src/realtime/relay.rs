@@ -154,7 +154,7 @@ impl Relay {
     async fn emit_media_update(&self, rooms: &[String; 2], media_id: &str) {
         let Ok(id) = Uuid::parse_str(media_id) else { return };
         match media::load_full(&self.state.db, id, None).await {
-            Ok(Some(m)) => match serde_json::to_value(&m) {
+            Ok(Some(m)) => match serde_json::to_value(self.state.with_url(m).await) {
                 Ok(v) => self.emit(rooms, "media_update", &v).await,
                 Err(e) => tracing::warn!(error = %e, "media_update not serialised"),
             },

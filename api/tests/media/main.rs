@@ -4,5 +4,6 @@
 mod crud;
 mod files;
 mod pipeline;
+mod s3;
 mod support;
 mod uploads;

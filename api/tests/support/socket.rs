@@ -17,9 +17,19 @@ pub struct SocketClient {
 impl SocketClient {
     /// Starts a client; `transports` is `polling`, `websocket` or `both`.
     pub async fn start(addr: std::net::SocketAddr, token: Option<&str>, transports: &str) -> Self {
+        Self::start_for(addr, token, transports, 120).await
+    }
+
+    /// Starts a client that stays connected for at most `seconds`.
+    pub async fn start_for(addr: std::net::SocketAddr, token: Option<&str>, transports: &str, seconds: u32) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/client.mjs");
         let mut cmd = Command::new("node");
-        cmd.arg(script).arg(format!("http://{addr}")).args(["--transports", transports, "--seconds", "120"]);
+        cmd.arg(script).arg(format!("http://{addr}")).args([
+            "--transports",
+            transports,
+            "--seconds",
+            &seconds.to_string(),
+        ]);
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
