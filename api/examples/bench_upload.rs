@@ -1,6 +1,7 @@
 //! Upload throughput and memory: streams a 150 MiB video through `POST /api/v1/media` of an api
 //! served in-process (own database, machine Redis, a Temporal dev server so the run really
-//! starts) and prints one markdown table row: size, seconds, MB/s, RSS growth of the process.
+//! starts), into S3 storage (an S3-compatible server on loopback) and into local storage, and
+//! prints markdown rows: size, seconds, MB/s, RSS growth of the process.
 //!
 //! The client sends from a generator over one static 64 KiB buffer, so the RSS growth measured is
 //! the api's buffering of the upload.
@@ -13,7 +14,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use drishtiksha_common::config::ApiConfig;
-use drishtiksha_testkit::{TemporalDevServer, base_env, eventually, fresh_database, redis_url};
+use std::collections::HashMap;
+
+use drishtiksha_testkit::{
+    S3Server, TemporalDevServer, base_env, eventually, fresh_database, redis_url, unique_bucket,
+};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
@@ -31,20 +36,37 @@ fn rss_kib() -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mib: u64 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(150);
-    let total = mib * 1_048_576;
-
     let temporal = TemporalDevServer::start()?;
-    let (db_url, _pool) = fresh_database().await?;
+
+    let s3 = S3Server::start()?;
+    measure(&temporal, mib, "S3 storage", s3.env(&unique_bucket())).await?;
+    drop(s3);
+
     let storage = std::env::temp_dir().join(format!("bench-upload-{}", uuid::Uuid::new_v4()));
+    let local = HashMap::from([("LOCAL_STORAGE_PATH".to_string(), storage.to_string_lossy().into_owned())]);
+    measure(&temporal, mib, "local storage", local).await?;
+    let _ = std::fs::remove_dir_all(storage);
+    drop(temporal);
+    Ok(())
+}
+
+async fn measure(
+    temporal: &TemporalDevServer,
+    mib: u64,
+    label: &str,
+    storage_env: HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let total = mib * 1_048_576;
+    let (db_url, _pool) = fresh_database().await?;
     let mut env = base_env(&db_url, &redis_url());
-    env.insert("LOCAL_STORAGE_PATH".into(), storage.to_string_lossy().into_owned());
+    env.extend(storage_env);
     env.insert("TEMPORAL_ADDRESS".into(), temporal.address());
     env.insert("TEMPORAL_TASK_QUEUE".into(), format!("bench-{}", uuid::Uuid::new_v4().simple()));
     env.insert("MAX_UPLOAD_BYTES".into(), (total + 1).max(157_286_400).to_string());
     let state = drishtiksha_api::build_state(ApiConfig::from_source(&env)?).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(drishtiksha_api::serve(state, listener));
+    let server = tokio::spawn(drishtiksha_api::serve(state, listener));
 
     let http = reqwest::Client::new();
     eventually(Duration::from_secs(60), || async {
@@ -102,11 +124,10 @@ async fn main() -> anyhow::Result<()> {
     let mb_s = total as f64 / 1_048_576.0 / elapsed.as_secs_f64();
 
     println!(
-        "| POST /media of a {mib} MiB file (local storage): throughput | {mb_s:.1} MiB/s ({:.2} s) | — |",
+        "| POST /media of a {mib} MiB file ({label}): throughput | {mb_s:.1} MiB/s ({:.2} s) | — |",
         elapsed.as_secs_f64()
     );
-    println!("| POST /media of a {mib} MiB file: api RSS growth | {growth_mb:.1} MiB | < 20 MB |");
-    let _ = std::fs::remove_dir_all(storage);
-    drop(temporal);
+    println!("| POST /media of a {mib} MiB file ({label}): api RSS growth | {growth_mb:.1} MiB | < 32 MB |");
+    server.abort();
     Ok(())
 }

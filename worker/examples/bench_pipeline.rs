@@ -125,6 +125,56 @@ impl Bench {
         .await
     }
 
+    /// Accepts `batch` uploads, starts them all at once and returns runs finished per second.
+    async fn batch_rate(&self, batch: usize) -> anyhow::Result<f64> {
+        let mut accepted = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            accepted.push(self.accept_upload().await?);
+        }
+        let ids: Vec<Uuid> = accepted.iter().map(|(_, run, _)| *run).collect();
+        let t0 = Instant::now();
+        let starts = accepted.iter().map(|(media, run, wf)| self.start(*media, *run, wf));
+        for r in futures::future::join_all(starts).await {
+            r?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while self.analyzed_count(&ids).await? < batch as i64 {
+            anyhow::ensure!(Instant::now() < deadline, "batch did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(batch as f64 / t0.elapsed().as_secs_f64())
+    }
+
+    /// [`Bench::batch_rate`] with `processes` worker processes polling the task queue; a small
+    /// batch first makes sure every one of them is polling.
+    async fn rate_with_processes(
+        &self,
+        bin: &str,
+        vars: &HashMap<String, String>,
+        processes: usize,
+        batch: usize,
+    ) -> anyhow::Result<f64> {
+        let mut children = Vec::new();
+        for _ in 0..processes {
+            children.push(
+                tokio::process::Command::new(bin)
+                    .envs(vars)
+                    .env("RUST_LOG", "warn")
+                    .current_dir(std::env::temp_dir())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()?,
+            );
+        }
+        self.batch_rate(4 * processes).await?;
+        let rate = self.batch_rate(batch).await;
+        for mut c in children {
+            let _ = c.kill().await;
+        }
+        rate
+    }
+
     async fn analyzed_count(&self, ids: &[Uuid]) -> anyhow::Result<i64> {
         let n = sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!" FROM analysis_runs WHERE id = ANY($1) AND status = 'ANALYZED'"#,
@@ -264,23 +314,16 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort();
 
     // (b) throughput: all runs accepted, then started at once.
-    let mut accepted = Vec::with_capacity(batch);
-    for _ in 0..batch {
-        accepted.push(bench.accept_upload().await?);
-    }
-    let ids: Vec<Uuid> = accepted.iter().map(|(_, run, _)| *run).collect();
-    let t0 = Instant::now();
-    let starts = accepted.iter().map(|(media, run, wf)| bench.start(*media, *run, wf));
-    for r in futures::future::join_all(starts).await {
-        r?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while bench.analyzed_count(&ids).await? < batch as i64 {
-        anyhow::ensure!(Instant::now() < deadline, "batch did not finish");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let pipeline_rate = batch as f64 / t0.elapsed().as_secs_f64();
+    let pipeline_rate = bench.batch_rate(batch).await?;
     tokio::task::spawn_blocking(move || worker.shutdown()).await??;
+
+    // (c) the same with one and with two `worker` processes (the release binary, when given).
+    let mut scaled = Vec::new();
+    if let Ok(bin) = std::env::var("WORKER_BIN") {
+        for processes in [1, 2] {
+            scaled.push((processes, bench.rate_with_processes(&bin, &vars, processes, batch).await?));
+        }
+    }
 
     // The bare engine on the same server.
     let bare_queue = format!("bare-{}", Uuid::new_v4().simple());
@@ -315,6 +358,13 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| pipeline throughput ({batch} runs started at once) | {pipeline_rate:.1} runs/s | ≥ 70 % of the bare engine |"
     );
+    for (processes, rate) in &scaled {
+        println!(
+            "| pipeline throughput, {processes} `worker` process{} ({batch} runs at once) | {rate:.1} runs/s{} | 2 workers > 1 |",
+            if *processes == 1 { "" } else { "es" },
+            if *processes == 1 { String::new() } else { format!(" ({:.2}× one process)", rate / scaled[0].1) }
+        );
+    }
     println!("| bare engine ({batch} workflows × 3 no-op activities) | {bare_rate:.1} workflows/s | reference |");
     println!("| pipeline / bare engine | {:.0}% | ≥ 70 % |", 100.0 * pipeline_rate / bare_rate);
 
