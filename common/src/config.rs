@@ -182,6 +182,9 @@ pub struct S3Config {
     pub endpoint: Option<Url>,
     pub public_base_url: Option<Url>,
     pub presign_ttl: Duration,
+    /// Where browsers reach the store, when that differs from `endpoint` (e.g. a reverse proxy
+    /// in front of MinIO): presigned URLs are signed for this address. `S3_PRESIGN_ENDPOINT`.
+    pub presign_endpoint: Option<Url>,
     /// Path-style addressing (`<endpoint>/<bucket>/<key>`), which MinIO, Ceph and most other
     /// S3-compatible stores need; `S3_FORCE_PATH_STYLE`, default on when `S3_ENDPOINT` is set.
     pub force_path_style: bool,
@@ -301,6 +304,10 @@ impl CommonConfig {
                 if presign_ttl.is_zero() || presign_ttl > Duration::from_secs(7 * 86_400) {
                     return Err(err("S3_PRESIGN_TTL", "must be between 1s and 7d"));
                 }
+                let presign_endpoint = match v.opt("S3_PRESIGN_ENDPOINT") {
+                    Some(e) => Some(v.url("S3_PRESIGN_ENDPOINT", &e, &["http", "https"])?),
+                    None => None,
+                };
                 let force_path_style = v.bool("S3_FORCE_PATH_STYLE")?.unwrap_or(endpoint.is_some());
                 let static_credentials = match (v.opt("S3_ACCESS_KEY_ID"), v.opt("S3_SECRET_ACCESS_KEY")) {
                     (Some(id), Some(secret)) => Some((id, Secret::new(secret))),
@@ -318,6 +325,7 @@ impl CommonConfig {
                     endpoint,
                     public_base_url,
                     presign_ttl,
+                    presign_endpoint,
                     force_path_style,
                     static_credentials,
                 }))
@@ -564,6 +572,7 @@ mod tests {
             ("S3_BUCKET", "ab"),
             ("S3_ENDPOINT", "minio:9000"),
             ("S3_PUBLIC_BASE_URL", "ftp://cdn.example.com"),
+            ("S3_PRESIGN_ENDPOINT", "localhost:3000"),
             ("S3_PRESIGN_TTL", "8d"),
             ("S3_PRESIGN_TTL", "0"),
             ("S3_FORCE_PATH_STYLE", "maybe"),

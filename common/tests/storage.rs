@@ -49,6 +49,7 @@ fn s3_config(server: &S3Server, bucket: &str, public_base_url: Option<&str>) -> 
         endpoint: Some(Url::parse(&server.endpoint()).expect("endpoint")),
         public_base_url: public_base_url.map(|u| Url::parse(u).expect("url")),
         presign_ttl: Duration::from_secs(3600),
+        presign_endpoint: None,
         force_path_style: true,
         static_credentials: Some((S3_TEST_KEY_ID.to_string(), Secret::new(S3_TEST_SECRET))),
     }
@@ -231,6 +232,7 @@ async fn an_unreachable_object_store_is_a_clear_start_up_error() {
         region: "us-east-1".into(),
         public_base_url: None,
         presign_ttl: Duration::from_secs(60),
+        presign_endpoint: None,
         force_path_style: true,
         static_credentials: Some(("id".into(), Secret::new("top-secret-value"))),
     };
@@ -238,4 +240,21 @@ async fn an_unreachable_object_store_is_a_clear_start_up_error() {
     let text = format!("{err:#}");
     assert!(text.contains("\"drishtiksha-media\"") && text.contains("unreachable"), "{text}");
     assert!(!text.contains("top-secret-value"), "{text}");
+}
+
+#[tokio::test]
+async fn browser_urls_are_signed_for_the_presign_endpoint_and_probe_urls_for_the_store() {
+    let server = S3Server::start().expect("s3 server");
+    let bucket = unique_bucket();
+    let mut cfg = s3_config(&server, &bucket, None);
+    // The address browsers use (a proxy in front of the store), here another name of the server.
+    let public = format!("http://localhost:{}", server.port);
+    cfg.presign_endpoint = Some(Url::parse(&public).expect("url"));
+    let storage = Storage::from_config(&StorageConfig::S3(Box::new(cfg))).await.expect("storage");
+    write_all(&storage, "images/a.png", b"png", 3).await;
+    let browser = storage.public_url("images/a.png", &base_url()).await.expect("url");
+    assert!(browser.starts_with(&format!("{public}/{bucket}/media/images/a.png?")), "{browser}");
+    let probe = storage.probe_location("images/a.png").await.expect("probe");
+    assert!(probe.starts_with(&format!("{}/{bucket}/media/images/a.png?", server.endpoint())), "{probe}");
+    assert_eq!(reqwest::get(&browser).await.expect("get").bytes().await.expect("body").as_ref(), b"png");
 }

@@ -28,6 +28,8 @@ const KEY_PREFIX: &str = "media/";
 #[derive(Clone)]
 pub struct S3Storage {
     client: Client,
+    /// Signs the URLs handed to browsers (`S3_PRESIGN_ENDPOINT`, else the same as `client`).
+    presign_client: Client,
     bucket: String,
     public_base_url: Option<Url>,
     presign_ttl: Duration,
@@ -110,8 +112,15 @@ impl S3Storage {
         if let Some(endpoint) = &cfg.endpoint {
             builder = builder.endpoint_url(endpoint.as_str().trim_end_matches('/'));
         }
+        let presign_client = match &cfg.presign_endpoint {
+            Some(endpoint) => {
+                Client::from_conf(builder.clone().endpoint_url(endpoint.as_str().trim_end_matches('/')).build())
+            }
+            None => Client::from_conf(builder.clone().build()),
+        };
         let storage = Self {
             client: Client::from_conf(builder.build()),
+            presign_client,
             bucket: cfg.bucket.clone(),
             public_base_url: cfg.public_base_url.clone(),
             presign_ttl: cfg.presign_ttl,
@@ -207,14 +216,18 @@ impl S3Storage {
         Ok(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).boxed())
     }
 
-    /// A presigned GET URL of the object, valid for `ttl`. Signing happens locally.
+    /// A presigned GET URL of the object for this process (ffprobe), valid for `ttl`.
     pub async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<String, StorageError> {
+        Self::presign(&self.client, &self.bucket, key, ttl).await
+    }
+
+    /// Signing happens locally: no request is made.
+    async fn presign(client: &Client, bucket: &str, key: &str, ttl: Duration) -> Result<String, StorageError> {
         let object = Self::object_key(key)?;
         let cfg = PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Remote(e.to_string()))?;
-        let req = self
-            .client
+        let req = client
             .get_object()
-            .bucket(&self.bucket)
+            .bucket(bucket)
             .key(object)
             .presigned(cfg)
             .await
@@ -228,7 +241,7 @@ impl S3Storage {
                 let object = Self::object_key(key)?;
                 Ok(format!("{}/{object}", base.as_str().trim_end_matches('/')))
             }
-            None => self.presigned_get(key, self.presign_ttl).await,
+            None => Self::presign(&self.presign_client, &self.bucket, key, self.presign_ttl).await,
         }
     }
 }
