@@ -41,9 +41,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         let client = state.temporal().await?;
         drishtiksha_common::temporal::ping(&client).await
     });
-    let (postgres, redis, temporal) = tokio::join!(postgres, redis, temporal);
-    let checks = json!({"postgres": postgres, "redis": redis, "temporal": temporal});
-    if [postgres, redis, temporal].iter().all(|c| *c == "ok") {
+    let storage = check(state.storage.check());
+    let (postgres, redis, temporal, storage) = tokio::join!(postgres, redis, temporal, storage);
+    let checks = json!({"postgres": postgres, "redis": redis, "temporal": temporal, "storage": storage});
+    if [postgres, redis, temporal, storage].iter().all(|c| *c == "ok") {
         Json(json!({"success": true, "message": "Ready", "checks": checks})).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"success": false, "message": "Not ready", "checks": checks})))

@@ -72,7 +72,7 @@ async fn ready_checks_postgres_redis_and_temporal_for_real() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         v,
-        serde_json::json!({"success": true, "message": "Ready", "checks": {"postgres": "ok", "redis": "ok", "temporal": "ok"}})
+        serde_json::json!({"success": true, "message": "Ready", "checks": {"postgres": "ok", "redis": "ok", "temporal": "ok", "storage": "ok"}})
     );
     drop(temporal);
     let (status, v) = body(app.http.get(app.url("/api/ready")).send().await.expect("req")).await;

@@ -122,6 +122,18 @@ impl Storage {
         }
     }
 
+    /// Whether the store answers: the root directory exists, or the bucket can be reached.
+    pub async fn check(&self) -> Result<(), StorageError> {
+        match self {
+            Self::Local(l) => match tokio::fs::metadata(l.root()).await {
+                Ok(m) if m.is_dir() => Ok(()),
+                Ok(_) => Err(StorageError::NotFound),
+                Err(e) => Err(e.into()),
+            },
+            Self::S3(s) => s.check().await,
+        }
+    }
+
     pub fn local(&self) -> Option<&LocalStorage> {
         match self {
             Self::Local(l) => Some(l),

@@ -12,7 +12,7 @@ use crate::support::{Options, Temporal, TestApi, assert_error, json_of, png_byte
 struct S3Api {
     api: TestApi,
     store: Storage,
-    _server: S3Server,
+    server: S3Server,
 }
 
 impl S3Api {
@@ -25,7 +25,7 @@ impl S3Api {
         }
         let api = TestApi::spawn_with(Options { temporal: Temporal::Dev, max_upload_bytes, extra_env }).await;
         let store = server.storage(&bucket).await.expect("store");
-        Self { api, store, _server: server }
+        Self { api, store, server }
     }
 
     async fn objects(&self) -> Vec<String> {
@@ -156,4 +156,16 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_parts_behind() {
     let (result, ()) = tokio::join!(request, sender);
     assert!(result.is_err() || result.is_ok_and(|r| r.status() == 400));
     s.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn ready_names_the_object_store_when_it_is_down() {
+    let S3Api { api, server, .. } = S3Api::spawn(&[], None).await;
+    let (status, v) = json_of(api.http.get(api.url("/api/ready")).send().await.expect("ready")).await;
+    assert_eq!((status, &v["checks"]["storage"]), (200, &serde_json::json!("ok")), "{v}");
+    drop(server);
+    let (status, v) = json_of(api.http.get(api.url("/api/ready")).send().await.expect("ready")).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["checks"]["storage"], "unavailable");
+    assert_eq!(v["checks"]["postgres"], "ok");
 }

@@ -167,6 +167,11 @@ impl S3Storage {
         }
     }
 
+    pub(super) async fn check(&self) -> Result<(), StorageError> {
+        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(remote)?;
+        Ok(())
+    }
+
     /// The object key of a storage key.
     pub fn object_key(key: &str) -> Result<String, StorageError> {
         Ok(format!("{KEY_PREFIX}{}", validate_key(key)?))
@@ -183,6 +188,7 @@ impl S3Storage {
                 upload_id: None,
                 parts: Vec::new(),
                 in_flight: None,
+                spare: None,
                 written: 0,
             }),
         })
@@ -258,7 +264,9 @@ pub(super) struct S3Upload {
     buf: BytesMut,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
-    in_flight: Option<JoinHandle<Result<CompletedPart, StorageError>>>,
+    /// The part being sent, which hands its buffer back for the next part when it is done.
+    in_flight: Option<JoinHandle<Result<(CompletedPart, Option<BytesMut>), StorageError>>>,
+    spare: Option<BytesMut>,
     written: u64,
 }
 
@@ -271,7 +279,8 @@ impl S3Upload {
         let mut chunk = chunk;
         while !chunk.is_empty() {
             if self.buf.capacity() == 0 {
-                self.buf.reserve(PART_SIZE);
+                // Two buffers serve the whole upload: the one filling and the one being sent.
+                self.buf = self.spare.take().unwrap_or_else(|| BytesMut::with_capacity(PART_SIZE));
             }
             let take = chunk.len().min(PART_SIZE - self.buf.len());
             self.buf.extend_from_slice(&chunk[..take]);
@@ -318,18 +327,26 @@ impl S3Upload {
             .upload_id(upload_id)
             .part_number(part_number)
             .content_length(body.len() as i64)
-            .body(S3Body::from(body));
+            .body(S3Body::from(body.clone()));
         self.in_flight = Some(tokio::spawn(async move {
             let out = req.send().await.map_err(remote)?;
-            Ok(CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_string)).part_number(part_number).build())
+            let part =
+                CompletedPart::builder().set_e_tag(out.e_tag().map(str::to_string)).part_number(part_number).build();
+            // The request is gone, so this is the last handle on the buffer.
+            Ok((part, body.try_into_mut().ok()))
         }));
         Ok(())
     }
 
     async fn await_in_flight(&mut self) -> Result<(), StorageError> {
         if let Some(handle) = self.in_flight.take() {
-            let part = handle.await.map_err(|e| StorageError::Remote(format!("part upload stopped: {e}")))??;
+            let (part, buffer) =
+                handle.await.map_err(|e| StorageError::Remote(format!("part upload stopped: {e}")))??;
             self.parts.push(part);
+            if let Some(mut buffer) = buffer {
+                buffer.clear();
+                self.spare = Some(buffer);
+            }
         }
         Ok(())
     }
