@@ -155,6 +155,10 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format; not rate-limited.
+#[utoipa::path(
+    get, path = "/metrics", tag = crate::openapi::TAG_HEALTH, summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)),
+)]
 pub async fn metrics() -> Response {
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],

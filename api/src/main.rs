@@ -5,6 +5,11 @@ use drishtiksha_common::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `api openapi` prints the OpenAPI document (for client generators; needs no configuration).
+    if std::env::args().nth(1).as_deref() == Some("openapi") {
+        println!("{}", drishtiksha_api::openapi::document());
+        return ExitCode::SUCCESS;
+    }
     config::load_dotenv();
     let config = match ApiConfig::from_env() {
         Ok(c) => c,

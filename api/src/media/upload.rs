@@ -22,8 +22,9 @@ use drishtiksha_common::temporal::workflow_id;
 
 use super::analysis::{self, RunToStart};
 use crate::auth::AuthUser;
-use crate::envelope::with_status;
-use crate::error::{ApiError, ApiResult};
+use crate::envelope::{Success, with_status};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::openapi::TAG_MEDIA;
 use crate::state::AppState;
 
 const FILE_FIELD: &str = "media";
@@ -120,6 +121,33 @@ struct Accepted {
     description: Option<String>,
 }
 
+/// The multipart body of an upload.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the body, which is streamed part by part
+pub struct UploadMediaRequest {
+    /// Exactly one file. Its declared type must be one of the accepted ones (`video/mp4`,
+    /// `video/webm`, `video/quicktime`, `video/x-msvideo`, `video/x-matroska`, `image/jpeg`,
+    /// `image/png`, `image/webp`, `image/gif`, `audio/mpeg`, `audio/wav`, `audio/ogg`, `audio/mp4`
+    /// and their aliases) and the file name's extension must match it.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    media: Vec<u8>,
+    #[schema(max_length = 500)]
+    description: Option<String>,
+}
+
+/// Stores the file as uploaded, creates the media and run #1, and starts the analysis.
+#[utoipa::path(
+    post, path = "/", tag = TAG_MEDIA, summary = "Upload a file and start its first analysis run",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    request_body(content = UploadMediaRequest, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "`Media uploaded and successfully queued for its first analysis run.` (the media without `user` and `analysisRuns`)", body = Success<Media>),
+        (status = 400, description = "`A file is required for upload.`, or `Validation failed` (unexpected file field, empty file, file name too long, description too long)", body = ErrorBody),
+        (status = 413, description = "`File too large. The maximum size is <N> MB.`", body = ErrorBody),
+        (status = 415, description = "`Unsupported file type: '<mime>'. …` or `File extension '<ext>' does not match MIME type '<mime>'.`", body = ErrorBody),
+        (status = 503, description = "`Media saved, but its analysis could not be started. Please re-run it later.`, or a dependency is unavailable", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(user.id = %user.id()))]
 pub async fn upload_media(
     State(state): State<AppState>,
