@@ -290,6 +290,20 @@ pub async fn insert_upload(conn: &mut PgConnection, new: &NewUpload<'_>) -> Resu
 /// it. `Ok(None)` when the media is missing or not the caller's. A run already in progress makes
 /// the insert violate [`ONE_ACTIVE_RUN_PER_MEDIA`]; the caller maps that to a 409. Call inside a
 /// transaction: the media row is locked so concurrent re-runs of one media queue up here.
+/// Locks the runs of an owned media. Lock order: a media's runs, then the media, as every run write
+/// does (`runs.rs`, which locks the run and then mirrors its status on the media).
+async fn lock_runs(conn: &mut PgConnection, media_id: Uuid, user_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT r.id FROM analysis_runs r JOIN media m ON m.id = r.media_id
+         WHERE r.media_id = $1 AND m.user_id = $2 ORDER BY r.run_number FOR UPDATE OF r",
+        media_id,
+        user_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn insert_next_run(
     conn: &mut PgConnection,
     media_id: Uuid,
@@ -297,6 +311,10 @@ pub async fn insert_next_run(
     run_id: Uuid,
     workflow_id_of: impl FnOnce(i32) -> String,
 ) -> Result<Option<RunHandle>, sqlx::Error> {
+    // Inserting while a worker transaction updates the active run would make each wait for the
+    // other in the one-active-run index (a deadlock); with the runs locked first, the insert waits
+    // for that transaction and then meets the active run as a plain unique violation (409).
+    lock_runs(conn, media_id, user_id).await?;
     let locked =
         sqlx::query_scalar!("SELECT id FROM media WHERE id = $1 AND user_id = $2 FOR UPDATE", media_id, user_id)
             .fetch_optional(&mut *conn)
@@ -558,10 +576,16 @@ pub async fn update_description(
 }
 
 /// Deletes an owned media (its runs and analyses cascade); returns its storage key.
-pub async fn delete_owned(db: impl PgExecutor<'_>, id: Uuid, user_id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar!("DELETE FROM media WHERE id = $1 AND user_id = $2 RETURNING storage_key", id, user_id)
-        .fetch_optional(db)
-        .await
+pub async fn delete_owned(db: &sqlx::PgPool, id: Uuid, user_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // The cascade locks the media and then its runs, the reverse of a worker's run write.
+    lock_runs(&mut tx, id, user_id).await?;
+    let key =
+        sqlx::query_scalar!("DELETE FROM media WHERE id = $1 AND user_id = $2 RETURNING storage_key", id, user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(key)
 }
 
 /// The stored MIME of the media kept under `storage_key`, if any.
