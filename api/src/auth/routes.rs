@@ -72,8 +72,9 @@ struct LoginRequest {
 }
 
 /// `PUT /auth/profile`: any other key is refused (`Field '<key>' cannot be updated.`); `{}` changes nothing.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase", example = json!({"firstName": "Ada", "lastName": "King"}))]
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"firstName": "Ada", "lastName": "King"}))]
 #[allow(dead_code)]
 struct UpdateProfileRequest {
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]

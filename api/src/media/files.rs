@@ -35,9 +35,9 @@ fn not_found() -> Response {
         ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy"),
     ),
     responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>,
+        (status = 200, description = "The file, with its stored MIME type", content_type = "*/*", body = Vec<u8>,
             headers(("ETag" = String), ("Last-Modified" = String), ("Accept-Ranges" = String))),
-        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>,
+        (status = 206, description = "The requested range", content_type = "*/*", body = Vec<u8>,
             headers(("Content-Range" = String))),
         (status = 304, description = "Not modified"),
         (status = 404, description = "`File not found.`", body = ErrorBody),

@@ -37,13 +37,14 @@ fn run_not_found() -> ApiError {
     ApiError::not_found(RUN_NOT_FOUND)
 }
 
-/// `PATCH /media/{id}`: only `description` may be changed; any other key is refused
-/// (`Field '<key>' cannot be updated.`).
-#[derive(ToSchema)]
+/// `PATCH /media/{id}`: only `description` may be changed (`null` clears it, `{}` changes nothing);
+/// any other key is refused (`Field '<key>' cannot be updated.`).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"description": "Interview, second take"}))]
 #[allow(dead_code)] // describes the body; the handler reads it key by key for the contract's messages
 pub struct UpdateMediaRequest {
-    #[schema(required = true, max_length = 500)]
+    #[schema(max_length = 500)]
     description: Option<String>,
 }
 
