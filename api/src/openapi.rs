@@ -301,7 +301,12 @@ fn viewer_file(name: &str) -> Response {
         Ok(Some(file)) => {
             let content_type = HeaderValue::from_str(&file.content_type)
                 .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-            let mut resp = ([(header::CONTENT_TYPE, content_type)], file.bytes.into_owned()).into_response();
+            let csp = HeaderValue::from_static(crate::http::VIEWER_CSP);
+            let mut resp = (
+                [(header::CONTENT_TYPE, content_type), (header::CONTENT_SECURITY_POLICY, csp)],
+                file.bytes.into_owned(),
+            )
+                .into_response();
             if file.gzpipped {
                 resp.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
