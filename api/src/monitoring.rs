@@ -98,7 +98,7 @@ async fn get_server_status(State(state): State<AppState>, _user: AuthUser) -> Ap
 }))]
 struct ServerHealth {
     id: Uuid,
-    /// `HEALTHY`, `DEGRADED`, `UNHEALTHY` or `UNKNOWN`.
+    #[schema(value_type = HealthStatus)]
     status: String,
     response_time_ms: i32,
     #[schema(required = true, value_type = Option<Object>)]
@@ -149,6 +149,17 @@ async fn get_server_history(
     .fetch_all(&state.db)
     .await?;
     Ok(ok(rows, "Server health history retrieved successfully").into_response())
+}
+
+/// `server_health.status`, from the ML server's `status` (§3.5); stored as text.
+#[derive(ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+#[allow(dead_code)] // describes the stored text
+enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+    Unknown,
 }
 
 /// The processing queue, from Temporal visibility and the database (§4.4).

@@ -54,9 +54,9 @@ struct SignupRequest {
     email: String,
     #[schema(min_length = 8, max_length = 128)]
     password: String,
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     first_name: String,
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     last_name: String,
 }
 
@@ -77,9 +77,9 @@ struct LoginRequest {
 #[schema(example = json!({"firstName": "Ada", "lastName": "King"}))]
 #[allow(dead_code)]
 struct UpdateProfileRequest {
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     first_name: Option<String>,
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     last_name: Option<String>,
 }
 
@@ -147,6 +147,9 @@ fn check_name(
                 None
             } else if t.chars().count() > 100 {
                 errors.push(format!("{label} must be at most 100 characters"));
+                None
+            } else if !crate::extract::is_storable_text(&t) {
+                errors.push(format!("{label} contains an invalid character"));
                 None
             } else {
                 Some(t)

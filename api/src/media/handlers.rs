@@ -16,12 +16,12 @@ use drishtiksha_common::db::{self, media as db_media};
 use drishtiksha_common::temporal::workflow_id;
 
 use super::analysis::{self, RunToStart};
-use super::upload::MAX_DESCRIPTION_CHARS;
+use super::upload::{INVALID_DESCRIPTION, MAX_DESCRIPTION_CHARS};
 use super::{MEDIA_NOT_FOUND, RUN_NOT_FOUND};
 use crate::auth::AuthUser;
 use crate::envelope::{Success, ok, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, MediaId, parse_id};
+use crate::extract::{JsonBody, MediaId, is_storable_text, parse_id};
 use crate::openapi::{Empty, TAG_MEDIA};
 use crate::state::AppState;
 
@@ -44,7 +44,7 @@ fn run_not_found() -> ApiError {
 #[schema(example = json!({"description": "Interview, second take"}))]
 #[allow(dead_code)] // describes the body; the handler reads it key by key for the contract's messages
 pub struct UpdateMediaRequest {
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = r"^[^\x00]*$")]
     description: Option<String>,
 }
 
@@ -104,6 +104,9 @@ pub async fn update_media(
             ("description", Value::Null) => description = Some(None),
             ("description", Value::String(s)) if s.chars().count() > MAX_DESCRIPTION_CHARS => {
                 errors.push(format!("Description must be at most {MAX_DESCRIPTION_CHARS} characters"));
+            }
+            ("description", Value::String(s)) if !is_storable_text(s) => {
+                errors.push(INVALID_DESCRIPTION.to_string());
             }
             ("description", Value::String(s)) => description = Some(Some(s.clone())),
             ("description", _) => errors.push("Description must be a string or null".to_string()),

@@ -13,8 +13,9 @@ use drishtiksha_testkit::workspace_root;
 
 use crate::pipeline::Pipeline;
 
-/// Test cases per operation and phase; bounded so that the run takes well under a minute.
-const MAX_EXAMPLES: &str = "25";
+/// Test cases per operation and phase, bounded so that the run takes well under a minute;
+/// `SCHEMATHESIS_MAX_EXAMPLES` overrides it for a longer search.
+const DEFAULT_MAX_EXAMPLES: &str = "25";
 /// Fixed so that a failure can be reproduced; `SCHEMATHESIS_SEED` overrides it.
 const DEFAULT_SEED: &str = "20261130";
 
@@ -40,6 +41,7 @@ async fn every_response_conforms_to_the_openapi_document() {
     let key = analysed["publicId"].as_str().expect("key").to_string();
 
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| DEFAULT_SEED.to_string());
+    let max_examples = std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| DEFAULT_MAX_EXAMPLES.to_string());
     let config = workspace_root().join("api/tests/schemathesis.toml");
     // Its reports and its cache of earlier failures (which it would replay) stay in a scratch directory.
     let scratch = std::env::temp_dir().join(format!("drishtiksha-schemathesis-test-{}", uuid::Uuid::new_v4()));
@@ -52,7 +54,7 @@ async fn every_response_conforms_to_the_openapi_document() {
         .arg("--no-color")
         .arg("run")
         .arg(api.url("/api/openapi.json"))
-        .args(["--checks", "all", "--max-examples", MAX_EXAMPLES, "--seed", &seed])
+        .args(["--checks", "all", "--max-examples", &max_examples, "--seed", &seed])
         .args(["--generation-database", "none", "--workers", "2", "--request-timeout", "30"])
         .env("ST_TOKEN", &token)
         .env("ST_MEDIA_ID", &id)
