@@ -15,7 +15,7 @@ use crate::pipeline::Pipeline;
 
 /// Test cases per operation and phase, bounded so that the run takes well under a minute;
 /// `SCHEMATHESIS_MAX_EXAMPLES` overrides it for a longer search.
-const DEFAULT_MAX_EXAMPLES: &str = "25";
+const DEFAULT_MAX_EXAMPLES: &str = "50";
 /// Fixed so that a failure can be reproduced; `SCHEMATHESIS_SEED` overrides it.
 const DEFAULT_SEED: &str = "20261130";
 
@@ -55,7 +55,9 @@ async fn every_response_conforms_to_the_openapi_document() {
         .arg("run")
         .arg(api.url("/api/openapi.json"))
         .args(["--checks", "all", "--max-examples", &max_examples, "--seed", &seed])
-        .args(["--generation-database", "none", "--workers", "2", "--request-timeout", "30"])
+        // One worker: with several, Hypothesis' lambda-source inspection is not thread-safe on the
+        // venv's Python and occasionally aborts an operation with an internal error.
+        .args(["--generation-database", "none", "--workers", "1", "--request-timeout", "30"])
         .env("ST_TOKEN", &token)
         .env("ST_MEDIA_ID", &id)
         .env("ST_RUN_ID", &run_id)
