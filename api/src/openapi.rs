@@ -3,9 +3,10 @@
 //! The document is generated from the code: every route is registered through
 //! [`utoipa_axum::routes!`], which takes the method and path from the handler's
 //! `#[utoipa::path]` annotation, so the router and the document come from the same declaration.
-//! Schemas are derived from the types the handlers serialize ([`Success`], [`ErrorBody`], `User`,
-//! `Media`, …). Responses every endpoint of a kind shares (401, 429, 5xx, …) are added here by
-//! [`CommonResponses`] from the operation's properties rather than repeated on every handler.
+//! Schemas are derived from the types the handlers serialize ([`crate::envelope::Success`],
+//! [`ErrorBody`], `User`, `Media`, …). Responses every endpoint of a kind shares (401, 429, 5xx, …)
+//! are added by [`add_common_responses`] from the operation's properties rather than repeated on
+//! every handler.
 //!
 //! `/api/openapi.json` serves the document; `/api/docs/` serves Swagger UI from assets embedded in
 //! the binary, so it works without internet access and under the api's CSP (no inline scripts).
@@ -38,7 +39,7 @@ pub const TAG_PDF: &str = "pdf";
 pub const TAG_FILES: &str = "files";
 pub const TAG_DOCS: &str = "docs";
 
-/// Security scheme names.
+/// Security scheme names (the handlers' `security(..)` attributes name them as literals).
 pub const BEARER: &str = "bearerAuth";
 pub const COOKIE: &str = "cookieAuth";
 
