@@ -59,6 +59,13 @@ if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("mo
   .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
+# Schemathesis, which fuzzes the running api against its OpenAPI document in the tests.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" != "$SCHEMATHESIS_VERSION" ]; then
+  say "installing schemathesis==$SCHEMATHESIS_VERSION into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 # The official socket.io-client, used by the Socket.IO integration tests.
 if [ ! -f api/tests/js/node_modules/socket.io-client/package.json ] || [ ! -f api/tests/js/node_modules/redis/package.json ]; then
   say "installing socket.io-client for the Socket.IO tests"

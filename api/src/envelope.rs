@@ -19,18 +19,30 @@ impl<T> Envelope<T> {
     }
 }
 
-#[derive(Serialize)]
+/// The body of a success response; also its schema in the OpenAPI document (`Success_<data>`).
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Body<'a, T> {
-    status_code: u16,
-    data: &'a T,
-    message: &'a str,
-    success: bool,
+pub struct Success<T> {
+    /// Equals the HTTP status.
+    #[schema(example = 200)]
+    pub status_code: u16,
+    pub data: T,
+    /// The endpoint's success message.
+    #[schema(example = "Success")]
+    pub message: String,
+    /// Always `true`.
+    #[schema(example = true)]
+    pub success: bool,
 }
 
 impl<T: Serialize> IntoResponse for Envelope<T> {
     fn into_response(self) -> Response {
-        let body = Body { status_code: self.status.as_u16(), data: &self.data, message: &self.message, success: true };
+        let body = Success {
+            status_code: self.status.as_u16(),
+            data: self.data,
+            message: self.message.into_owned(),
+            success: true,
+        };
         (self.status, Json(body)).into_response()
     }
 }

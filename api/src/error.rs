@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 pub const INTERNAL_MESSAGE: &str = "An unexpected internal server error occurred.";
 pub const UNAVAILABLE_MESSAGE: &str = "Service temporarily unavailable. Please try again.";
@@ -87,6 +87,23 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// The body of every error response (§1.3); also its schema in the OpenAPI document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "statusCode": 400, "success": false, "message": "Validation failed",
+    "errors": ["Password must be at least 8 characters long"]
+}))]
+pub struct ErrorBody {
+    /// Equals the HTTP status.
+    pub status_code: u16,
+    /// Always `false`.
+    pub success: bool,
+    pub message: String,
+    /// One entry per problem; `[]` when there is nothing to add.
+    pub errors: Vec<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(source) = &self.source
@@ -94,12 +111,8 @@ impl IntoResponse for ApiError {
         {
             tracing::error!(status = self.status.as_u16(), error = %format!("{source:#}"), "request failed");
         }
-        let body = json!({
-            "statusCode": self.status.as_u16(),
-            "success": false,
-            "message": self.message,
-            "errors": self.errors,
-        });
+        let body =
+            ErrorBody { status_code: self.status.as_u16(), success: false, message: self.message, errors: self.errors };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(headers) = self.headers {
             resp.headers_mut().extend(*headers);

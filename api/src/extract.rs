@@ -82,6 +82,12 @@ pub fn str_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>,
     }
 }
 
+/// Whether text can be stored: PostgreSQL `text` cannot hold NUL characters, so a value with one
+/// is refused as invalid input instead of failing the write.
+pub fn is_storable_text(s: &str) -> bool {
+    !s.contains('\0')
+}
+
 /// Parses a path id; anything that is not a UUID is a validation failure with `message`.
 pub fn parse_id(raw: &str, message: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::validation_one(message))

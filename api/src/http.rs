@@ -11,6 +11,11 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
+/// The viewer at `/api/docs/` gets the same policy without `upgrade-insecure-requests`: served over
+/// plain HTTP from anything but localhost, its scripts and styles would otherwise be fetched over
+/// HTTPS and the page would stay blank. Its assets are same-origin and relative, so nothing else
+/// changes.
+pub const VIEWER_CSP: &str = "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline'";
 const CSP: &str = "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests";
 const EXPOSED: &str =
     "Content-Disposition, Retry-After, RateLimit-Policy, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset";
@@ -155,10 +160,24 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format; not rate-limited.
+#[utoipa::path(
+    get, path = "/metrics", tag = crate::openapi::TAG_HEALTH, summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)),
+)]
 pub async fn metrics() -> Response {
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
         drishtiksha_common::metrics::render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CSP, VIEWER_CSP};
+
+    #[test]
+    fn the_viewer_policy_is_the_api_policy_without_the_https_upgrade() {
+        assert_eq!(CSP, format!("{VIEWER_CSP};upgrade-insecure-requests"));
+    }
 }

@@ -9,6 +9,7 @@ pub mod health;
 pub mod http;
 pub mod media;
 pub mod monitoring;
+pub mod openapi;
 pub mod pdf;
 pub mod ratelimit;
 pub mod realtime;
@@ -21,6 +22,9 @@ use anyhow::Context;
 use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use drishtiksha_common::config::ApiConfig;
 use drishtiksha_common::db;
@@ -29,24 +33,44 @@ use drishtiksha_common::storage::Storage;
 
 pub use state::AppState;
 
+/// Every route of the api and, from the same declarations, its OpenAPI document. `v1_layer` wraps
+/// the `/api/v1` routes (the API rate limiter; it needs the state, the document does not).
+pub fn routes(
+    v1_layer: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let v1 = OpenApiRouter::new()
+        .nest("/auth", auth::router())
+        .nest("/media", media::router())
+        .nest("/monitoring", monitoring::router())
+        .nest("/pdf", pdf::router());
+    let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::root))
+        .routes(routes!(health::alive))
+        .routes(routes!(health::ready))
+        .routes(routes!(http::metrics))
+        .routes(routes!(openapi::get_openapi))
+        .routes(routes!(openapi::get_docs_redirect))
+        .routes(routes!(openapi::get_docs))
+        .routes(routes!(openapi::get_docs_asset))
+        .nest("/api/v1", v1_layer(v1))
+        .split_for_parts();
+    let mut document = document;
+    openapi::add_common_responses(&mut document);
+    (router.merge(media::files_router()), document)
+}
+
+/// The OpenAPI document of [`routes`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes(|v1| v1).1
+}
+
 /// The whole HTTP application and its Socket.IO handle (for the progress listener).
 pub fn app(state: AppState) -> (Router, socketioxide::SocketIo) {
     let (socket_layer, io) = realtime::layer(state.clone());
     let origins = http::Origins(Arc::new(state.config.frontend_origins.clone()));
-    let v1 = Router::new()
-        .nest("/auth", auth::router())
-        .nest("/media", media::router())
-        .nest("/monitoring", monitoring::router())
-        .nest("/pdf", pdf::router())
-        .layer(from_fn_with_state(state.clone(), ratelimit::api_limiter));
-
-    let router = Router::new()
-        .route("/", get(health::alive))
-        .route("/api/health", get(health::alive))
-        .route("/api/ready", get(health::ready))
-        .route("/metrics", get(http::metrics))
-        .nest("/api/v1", v1)
-        .merge(media::files_router())
+    let limiter = from_fn_with_state(state.clone(), ratelimit::api_limiter);
+    let (router, _) = routes(|v1| v1.layer(limiter));
+    let router = router
         .fallback(http::route_not_found)
         .with_state(state)
         .layer(socket_layer)

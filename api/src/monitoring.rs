@@ -3,32 +3,63 @@
 
 use std::collections::HashMap;
 
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use drishtiksha_activities::ml::{MlError, MlErrorKind, cached_stats};
+use drishtiksha_common::reconcile::{PassReport, Verification};
 use drishtiksha_common::temporal::WORKFLOW_TYPE;
 
 use crate::auth::AuthUser;
-use crate::envelope::ok;
-use crate::error::{ApiError, ApiResult};
+use crate::envelope::{Success, ok};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::openapi::TAG_MONITORING;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/server-status", get(get_server_status))
-        .route("/server-history", get(get_server_history))
-        .route("/queue-status", get(get_queue_status))
-        .route("/check-stuck-runs", post(check_stuck_runs))
-        .route("/verify-statuses", get(verify_statuses))
-        .route("/fix-statuses", post(fix_statuses))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_server_status))
+        .routes(routes!(get_server_history))
+        .routes(routes!(get_queue_status))
+        .routes(routes!(check_stuck_runs))
+        .routes(routes!(verify_statuses))
+        .routes(routes!(fix_statuses))
+}
+
+/// The ML server's `GET /stats` object unchanged (`status`, `uptime_seconds`, `models_info`,
+/// `device_info`, `system_info`, …), plus `responseTimeMs` and `cachedAt`.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "status": "running", "uptime_seconds": 3600, "models_info": [], "device_info": {}, "system_info": {},
+    "responseTimeMs": 143, "cachedAt": "2025-10-12T03:41:49.123Z"
+}))]
+#[allow(dead_code)] // describes the ML server's object, which is passed through as JSON
+pub struct ServerStatus {
+    /// Duration of the ML call, in milliseconds.
+    #[schema(rename = "responseTimeMs")]
+    response_time_ms: i64,
+    /// When the ML server was asked.
+    #[schema(rename = "cachedAt")]
+    cached_at: DateTime<Utc>,
+}
+
+/// The answers of the ML server's failures (§4.4); each inserts an `UNHEALTHY` history row.
+const ML_FAILURES: &str = "503 `Model analysis service is unavailable.`; 504 `Request to model analysis service timed out.`; \
+502 `Model analysis service rejected the backend's credentials.` / `…returned an error.` / `…returned an invalid response.`";
+
+/// Result of `fix-statuses`.
+#[derive(Serialize, ToSchema)]
+pub struct FixReport {
+    pub fixed: usize,
+    pub failed: usize,
 }
 
 fn ml_error_response(e: &MlError) -> ApiError {
@@ -40,6 +71,17 @@ fn ml_error_response(e: &MlError) -> ApiError {
     ApiError::new(status, e.status_message())
 }
 
+/// Served from a 60 s cache shared with model discovery; every miss asks the ML server.
+#[utoipa::path(
+    get, path = "/server-status", tag = TAG_MONITORING, summary = "The ML server's status",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    responses(
+        (status = 200, description = "`Server status retrieved successfully`", body = Success<ServerStatus>),
+        (status = 502, description = ML_FAILURES, body = ErrorBody),
+        (status = 503, description = ML_FAILURES, body = ErrorBody),
+        (status = 504, description = ML_FAILURES, body = ErrorBody),
+    ),
+)]
 async fn get_server_status(State(state): State<AppState>, _user: AuthUser) -> ApiResult<Response> {
     match cached_stats(&state.ml, &state.redis, &state.db).await {
         Ok(stats) => Ok(ok(stats, "Server status retrieved successfully").into_response()),
@@ -47,17 +89,43 @@ async fn get_server_status(State(state): State<AppState>, _user: AuthUser) -> Ap
     }
 }
 
-#[derive(Serialize)]
+/// One check of the ML server (§3.5).
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "0b7e3d6c-2f1a-4c5b-9d8e-7f6a5b4c3d2e", "status": "HEALTHY", "responseTimeMs": 143,
+    "statsPayload": {"status": "running"}, "checkedAt": "2025-10-12T03:41:49.123Z"
+}))]
 struct ServerHealth {
     id: Uuid,
+    #[schema(value_type = HealthStatus)]
     status: String,
     response_time_ms: i32,
+    #[schema(required = true, value_type = Option<Object>)]
     stats_payload: Option<Value>,
     #[serde(with = "drishtiksha_common::time::ts")]
     checked_at: DateTime<Utc>,
 }
 
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // describes the query, which is parsed by hand for the contract's message
+struct HistoryQuery {
+    /// Number of rows, newest first.
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    limit: Option<i64>,
+}
+
+/// All users' rows, `checkedAt` descending.
+#[utoipa::path(
+    get, path = "/server-history", tag = TAG_MONITORING, summary = "History of ML server checks",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "`Server health history retrieved successfully`", body = Success<Vec<ServerHealth>>),
+        (status = 400, description = "`Validation failed`: `limit must be an integer between 1 and 500`", body = ErrorBody),
+    ),
+)]
 async fn get_server_history(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -83,7 +151,20 @@ async fn get_server_history(
     Ok(ok(rows, "Server health history retrieved successfully").into_response())
 }
 
-#[derive(Serialize, Debug, PartialEq, Eq)]
+/// `server_health.status`, from the ML server's `status` (§3.5); stored as text.
+#[derive(ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+#[allow(dead_code)] // describes the stored text
+enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+    Unknown,
+}
+
+/// The processing queue, from Temporal visibility and the database (§4.4).
+#[derive(Serialize, Debug, PartialEq, Eq, ToSchema)]
+#[schema(example = json!({"pending": 0, "active": 2, "completed": 41, "failed": 1, "delayed": 1}))]
 pub struct QueueStatus {
     pub pending: i64,
     pub active: i64,
@@ -92,6 +173,14 @@ pub struct QueueStatus {
     pub delayed: i64,
 }
 
+#[utoipa::path(
+    get, path = "/queue-status", tag = TAG_MONITORING, summary = "The processing queue",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    responses(
+        (status = 200, description = "`Processing queue status retrieved successfully.`", body = Success<QueueStatus>),
+        (status = 503, description = "Temporal (or the database) is unavailable", body = ErrorBody),
+    ),
+)]
 async fn get_queue_status(State(state): State<AppState>, _user: AuthUser) -> ApiResult<Response> {
     let client = state.temporal().await.map_err(ApiError::unavailable)?;
     let tq = state.config.common.temporal.task_queue.replace('\'', "");
@@ -134,15 +223,33 @@ async fn get_queue_status(State(state): State<AppState>, _user: AuthUser) -> Api
     Ok(ok(status, "Processing queue status retrieved successfully.").into_response())
 }
 
+/// One pass of the run reconciler, now.
+#[utoipa::path(
+    post, path = "/check-stuck-runs", tag = TAG_MONITORING, summary = "Finalize stuck runs (ADMIN)",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    responses(
+        (status = 200, description = "`Checked <n> runs and finalized <m> stuck runs.`", body = Success<PassReport>),
+        (status = 403, description = "`Forbidden: administrator role required.`", body = ErrorBody),
+        (status = 503, description = "Temporal (or the database) is unavailable", body = ErrorBody),
+    ),
+)]
 async fn check_stuck_runs(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
     user.require_admin()?;
     let report = state.reconciler().await.map_err(ApiError::unavailable)?.run_pass().await?;
     let message = format!("Checked {} runs and finalized {} stuck runs.", report.checked, report.finalized);
-    Ok(crate::envelope::ok(json!({"checked": report.checked, "finalized": report.finalized}), "")
-        .with_message(message)
-        .into_response())
+    Ok(ok(report, "").with_message(message).into_response())
 }
 
+/// Media whose status, or whose runs' statuses and counts, contradict their rows or workflows.
+#[utoipa::path(
+    get, path = "/verify-statuses", tag = TAG_MONITORING, summary = "Verify run and media statuses (ADMIN)",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    responses(
+        (status = 200, description = "`Verified <total> media items: <correct> correct, <incorrect> incorrect.`", body = Success<Verification>),
+        (status = 403, description = "`Forbidden: administrator role required.`", body = ErrorBody),
+        (status = 503, description = "Temporal (or the database) is unavailable", body = ErrorBody),
+    ),
+)]
 async fn verify_statuses(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
     user.require_admin()?;
     let v = state.reconciler().await.map_err(ApiError::unavailable)?.verify().await?;
@@ -153,6 +260,16 @@ async fn verify_statuses(State(state): State<AppState>, user: AuthUser) -> ApiRe
     Ok(ok(v, "").with_message(message).into_response())
 }
 
+/// Repairs what `verify-statuses` finds; never moves a terminal run to a non-terminal status.
+#[utoipa::path(
+    post, path = "/fix-statuses", tag = TAG_MONITORING, summary = "Repair run and media statuses (ADMIN)",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    responses(
+        (status = 200, description = "`No status issues found.` or `Fixed <n> status issues, <m> failures.`", body = Success<FixReport>),
+        (status = 403, description = "`Forbidden: administrator role required.`", body = ErrorBody),
+        (status = 503, description = "Temporal (or the database) is unavailable", body = ErrorBody),
+    ),
+)]
 async fn fix_statuses(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
     user.require_admin()?;
     let (fixed, failed) = state.reconciler().await.map_err(ApiError::unavailable)?.fix().await?;
@@ -161,5 +278,5 @@ async fn fix_statuses(State(state): State<AppState>, user: AuthUser) -> ApiResul
     } else {
         format!("Fixed {fixed} status issues, {failed} failures.")
     };
-    Ok(ok(json!({"fixed": fixed, "failed": failed}), "").with_message(message).into_response())
+    Ok(ok(FixReport { fixed, failed }, "").with_message(message).into_response())
 }

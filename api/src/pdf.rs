@@ -5,20 +5,20 @@ mod doc;
 mod report;
 mod summary;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::Utc;
 use tracing::instrument;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use drishtiksha_common::db::{media as db_media, reports as db_reports};
 
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::parse_id;
 use crate::state::AppState;
 
@@ -28,10 +28,25 @@ pub use summary::{Risk, Summary, Verdict, report_filename, report_id, risk, verd
 /// 404 of the report route (the run routes' wording).
 pub const REPORT_NOT_FOUND: &str = "Analysis run not found or you do not have permission.";
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/report/run/{runId}", get(download_report))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(download_report))
 }
 
+/// The report of one run, in any status, rendered on request. Not enveloped.
+#[utoipa::path(
+    get, path = "/report/run/{runId}", tag = crate::openapi::TAG_PDF, summary = "PDF report of an analysis run",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    params(("runId" = uuid::Uuid, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The report", content_type = "application/pdf", body = Vec<u8>,
+            headers(
+                ("Content-Disposition" = String, description = "`attachment; filename=\"Analysis_Report_<name>_<YYYY-MM-DD>.pdf\"`"),
+                ("Cache-Control" = String, description = "`no-cache, no-store, must-revalidate`"),
+            )),
+        (status = 400, description = "`Validation failed`: `Invalid run id`", body = ErrorBody),
+        (status = 404, description = "`Analysis run not found or you do not have permission.`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(user.id = %user.id()))]
 pub async fn download_report(
     State(state): State<AppState>,

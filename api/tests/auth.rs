@@ -80,6 +80,22 @@ async fn duplicate_email_is_409_also_under_concurrent_signups() {
 }
 
 #[tokio::test]
+async fn names_with_a_nul_character_are_refused_not_a_server_error() {
+    let app = TestApp::spawn().await;
+    let (status, v) = body(
+        app.post_json(
+            "/api/v1/auth/signup",
+            json!({"email": unique_email(), "password": PASSWORD, "firstName": "A\u{0}da", "lastName": "Lovelace"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert_error(&v, 400, "Validation failed");
+    assert_eq!(v["errors"], json!(["First name contains an invalid character"]));
+}
+
+#[tokio::test]
 async fn signup_validation_lists_every_problem() {
     let app = TestApp::spawn().await;
     let (status, v) = body(

@@ -36,7 +36,7 @@ pub struct Reconciler {
     pub missing_grace: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PassReport {
     pub checked: usize,
     pub finalized: usize,
@@ -149,17 +149,21 @@ impl Reconciler {
 }
 
 /// One finding of `verify-statuses`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusIssue {
     pub media_id: Uuid,
     pub filename: String,
+    #[schema(required = true)]
     pub run_id: Option<Uuid>,
     pub issue: String,
+    #[schema(required = true)]
     pub current_run_status: Option<RunStatus>,
+    #[schema(required = true)]
     pub expected_run_status: Option<RunStatus>,
     pub current_media_status: RunStatus,
     pub expected_media_status: RunStatus,
+    #[schema(required = true)]
     pub analyses: Option<AnalysisCounts>,
     #[serde(skip)]
     pub kind: IssueKind,
@@ -169,7 +173,7 @@ pub struct StatusIssue {
     pub run_age: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AnalysisCounts {
     pub total: i64,
     pub completed: i64,
@@ -188,7 +192,7 @@ pub enum IssueKind {
     OrphanRun,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Verification {
     pub total_media: i64,

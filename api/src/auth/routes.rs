@@ -1,39 +1,100 @@
 //! `/api/v1/auth`: signup, login, logout, profile, password change.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use drishtiksha_common::db::{self, users};
 
 use super::password::{self, Verified};
 use super::{AuthUser, COOKIE_NAME};
-use crate::envelope::{ok, with_status};
-use crate::error::{ApiError, ApiResult};
+use crate::envelope::{Success, ok, with_status};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, str_field};
+use crate::openapi::{Null, TAG_AUTH};
 use crate::ratelimit::{ClientIp, LoginLimiter};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/signup", post(signup))
-        .route("/login", post(login))
-        .route("/logout", post(logout))
-        .route("/profile", get(get_profile).put(update_profile))
-        .route("/profile/password", put(change_password))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(get_profile, update_profile))
+        .routes(routes!(change_password))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AuthResponse {
     user: users::User,
+    /// HS256 JWT with claims `userId`, `email`, `role`, `iat`, `exp`.
+    #[schema(example = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VySWQiOiIzZmE4In0.c2lnbmF0dXJl")]
     token: String,
+}
+
+// The request bodies below only describe the JSON the handlers accept: the handlers read the
+// fields one by one, so that every problem gets the contract's own message.
+
+/// `POST /auth/signup`. Email is trimmed and lower-cased; names are trimmed.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({
+    "email": "ada@example.com", "password": "correct-horse", "firstName": "Ada", "lastName": "Lovelace"
+}))]
+#[allow(dead_code)]
+struct SignupRequest {
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+    #[schema(min_length = 8, max_length = 128)]
+    password: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    first_name: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    last_name: String,
+}
+
+/// `POST /auth/login`.
+#[derive(ToSchema)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct-horse"}))]
+#[allow(dead_code)]
+struct LoginRequest {
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+    #[schema(min_length = 1)]
+    password: String,
+}
+
+/// `PUT /auth/profile`: any other key is refused (`Field '<key>' cannot be updated.`); `{}` changes nothing.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"firstName": "Ada", "lastName": "King"}))]
+#[allow(dead_code)]
+struct UpdateProfileRequest {
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    first_name: Option<String>,
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    last_name: Option<String>,
+}
+
+/// `PUT /auth/profile/password`. `confirmPassword` is accepted and ignored.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase", example = json!({
+    "currentPassword": "correct-horse", "newPassword": "battery-staple", "confirmPassword": "battery-staple"
+}))]
+#[allow(dead_code)]
+struct ChangePasswordRequest {
+    #[schema(min_length = 1)]
+    current_password: String,
+    #[schema(min_length = 8, max_length = 128)]
+    new_password: String,
+    confirm_password: Option<String>,
 }
 
 /// Trimmed, lower-cased email if its syntax is acceptable.
@@ -87,6 +148,9 @@ fn check_name(
             } else if t.chars().count() > 100 {
                 errors.push(format!("{label} must be at most 100 characters"));
                 None
+            } else if !crate::extract::is_storable_text(&t) {
+                errors.push(format!("{label} contains an invalid character"));
+                None
             } else {
                 Some(t)
             }
@@ -99,6 +163,15 @@ fn check_name(
     }
 }
 
+/// Creates a `USER` account (no cookie is set).
+#[utoipa::path(
+    post, path = "/signup", tag = TAG_AUTH, summary = "Sign up",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, description = "`User created successfully`", body = Success<AuthResponse>),
+        (status = 409, description = "`User with this email already exists`", body = ErrorBody),
+    ),
+)]
 async fn signup(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let mut errors = Vec::new();
     let email = str_field(&body, "email").ok().flatten().and_then(|e| parse_email(&e));
@@ -143,6 +216,17 @@ fn auth_cookie(state: &AppState, token: &str, exp: i64) -> String {
     format!("{COOKIE_NAME}={token}; Path=/; Expires={}; HttpOnly; SameSite=Lax{secure}", http_date(expires))
 }
 
+/// Answers a token and sets the `authToken` cookie. Failed attempts are limited to 10 per 10 minutes
+/// per IP and e-mail; once exceeded, even a correct password gets 429.
+#[utoipa::path(
+    post, path = "/login", tag = TAG_AUTH, summary = "Log in",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "`Login successful`", body = Success<AuthResponse>,
+            headers(("Set-Cookie" = String, description = "`authToken=<JWT>; Path=/; Expires=…; HttpOnly; SameSite=Lax`"))),
+        (status = 401, description = "`Invalid email or password`", body = ErrorBody),
+    ),
+)]
 async fn login(State(state): State<AppState>, ip: ClientIp, JsonBody(body): JsonBody) -> Response {
     let email_raw = str_field(&body, "email").ok().flatten().unwrap_or_default();
     let limiter = LoginLimiter::new(&state, &ip, &email_raw);
@@ -203,6 +287,14 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
     Ok(resp)
 }
 
+/// Clears the cookie. Tokens are stateless and stay valid until they expire.
+#[utoipa::path(
+    post, path = "/logout", tag = TAG_AUTH, summary = "Log out",
+    responses(
+        (status = 200, description = "`Logout successful`", body = Success<Null>,
+            headers(("Set-Cookie" = String, description = "`authToken=; …; Max-Age=0`"))),
+    ),
+)]
 async fn logout(State(state): State<AppState>) -> Response {
     let secure = if state.config.cookie_secure { "; Secure" } else { "" };
     let cookie = format!(
@@ -215,10 +307,21 @@ async fn logout(State(state): State<AppState>) -> Response {
     resp
 }
 
+#[utoipa::path(
+    get, path = "/profile", tag = TAG_AUTH, summary = "The caller's profile",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    responses((status = 200, description = "`Profile retrieved successfully`", body = Success<users::User>)),
+)]
 async fn get_profile(user: AuthUser) -> Response {
     ok(user.0, "Profile retrieved successfully").into_response()
 }
 
+#[utoipa::path(
+    put, path = "/profile", tag = TAG_AUTH, summary = "Change the caller's names",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    request_body = UpdateProfileRequest,
+    responses((status = 200, description = "`Profile updated successfully`", body = Success<users::User>)),
+)]
 async fn update_profile(
     State(state): State<AppState>,
     user: AuthUser,
@@ -244,6 +347,13 @@ async fn update_profile(
     Ok(ok(updated, "Profile updated successfully").into_response())
 }
 
+/// A wrong current password is a 400 (`Current password is incorrect`), never a 401.
+#[utoipa::path(
+    put, path = "/profile/password", tag = TAG_AUTH, summary = "Change the caller's password",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    request_body = ChangePasswordRequest,
+    responses((status = 200, description = "`Password updated successfully`", body = Success<Null>)),
+)]
 async fn change_password(
     State(state): State<AppState>,
     user: AuthUser,

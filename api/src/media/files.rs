@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use drishtiksha_common::db::media as db_media;
 use drishtiksha_common::model::extension_of;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 const READ_BUFFER: usize = 256 * 1024;
@@ -25,6 +25,26 @@ fn not_found() -> Response {
     ApiError::not_found("File not found.").into_response()
 }
 
+/// Files below the local storage root, with validators, conditional requests and single ranges.
+/// URLs are capabilities: no authentication. `key` may contain `/` (`videos/<id>.mp4`).
+#[utoipa::path(
+    get, path = "/media/{key}", tag = crate::openapi::TAG_FILES, summary = "A stored file",
+    params(
+        ("key" = String, Path, description = "Storage key (`publicId`), e.g. `videos/<id>.mp4`"),
+        ("Range" = Option<String>, Header, description = "A single byte range, e.g. `bytes=0-1023`"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy"),
+    ),
+    responses(
+        (status = 200, description = "The file, with its stored MIME type", content_type = "*/*", body = Vec<u8>,
+            headers(("ETag" = String), ("Last-Modified" = String), ("Accept-Ranges" = String))),
+        (status = 206, description = "The requested range", content_type = "*/*", body = Vec<u8>,
+            headers(("Content-Range" = String))),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "`File not found.`", body = ErrorBody),
+        (status = 416, description = "Range not satisfiable", headers(("Content-Range" = String))),
+        (status = 500, description = "The file could not be read", body = ErrorBody),
+    ),
+)]
 pub async fn serve_file(
     State(state): State<AppState>,
     key: Result<Path<String>, axum::extract::rejection::PathRejection>,

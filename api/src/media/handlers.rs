@@ -6,20 +6,23 @@ use std::time::{Duration, Instant};
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::instrument;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use drishtiksha_common::db::media::{Media, Run};
 use drishtiksha_common::db::{self, media as db_media};
 use drishtiksha_common::temporal::workflow_id;
 
 use super::analysis::{self, RunToStart};
-use super::upload::MAX_DESCRIPTION_CHARS;
+use super::upload::{INVALID_DESCRIPTION, MAX_DESCRIPTION_CHARS};
 use super::{MEDIA_NOT_FOUND, RUN_NOT_FOUND};
 use crate::auth::AuthUser;
-use crate::envelope::{ok, with_status};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, MediaId, parse_id};
+use crate::envelope::{Success, ok, with_status};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{JsonBody, MediaId, is_storable_text, parse_id};
+use crate::openapi::{Empty, TAG_MEDIA};
 use crate::state::AppState;
 
 /// How long a delete waits for the workflows it cancelled to close.
@@ -34,12 +37,40 @@ fn run_not_found() -> ApiError {
     ApiError::not_found(RUN_NOT_FOUND)
 }
 
+/// `PATCH /media/{id}`: only `description` may be changed (`null` clears it, `{}` changes nothing);
+/// any other key is refused (`Field '<key>' cannot be updated.`).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"description": "Interview, second take"}))]
+#[allow(dead_code)] // describes the body; the handler reads it key by key for the contract's messages
+pub struct UpdateMediaRequest {
+    #[schema(max_length = 500, pattern = r"^[^\x00]*$")]
+    description: Option<String>,
+}
+
+/// The caller's media, newest first, each with its owner and its latest run (with analyses).
+#[utoipa::path(
+    get, path = "/", tag = TAG_MEDIA, summary = "List the caller's media",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    responses((status = 200, description = "`Success`", body = Success<Vec<Media>>)),
+)]
 #[instrument(skip_all, fields(user.id = %user.id()))]
 pub async fn list_media(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
     let media = state.with_urls(db_media::list_for_user(&state.db, user.id()).await?).await;
     Ok(ok(media, "Success").into_response())
 }
 
+/// The media with its owner and all its runs (`runNumber` descending), each with its analyses.
+#[utoipa::path(
+    get, path = "/{id}", tag = TAG_MEDIA, summary = "One media with all its runs",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    params(("id" = Uuid, Path, description = "Media id")),
+    responses(
+        (status = 200, description = "`Success`", body = Success<Media>),
+        (status = 400, description = "`Validation failed`: `Invalid media id`", body = ErrorBody),
+        (status = 404, description = "`Media not found or you do not have permission.`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(media.id = %id))]
 pub async fn get_media(State(state): State<AppState>, user: AuthUser, MediaId(id): MediaId) -> ApiResult<Response> {
     let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
@@ -48,6 +79,16 @@ pub async fn get_media(State(state): State<AppState>, user: AuthUser, MediaId(id
 }
 
 /// Order of checks: id (400) → ownership (404) → body (400), so the body is read last.
+#[utoipa::path(
+    patch, path = "/{id}", tag = TAG_MEDIA, summary = "Change a media's description",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    params(("id" = Uuid, Path, description = "Media id")),
+    request_body = UpdateMediaRequest,
+    responses(
+        (status = 200, description = "`Media updated successfully.` (the media without relations)", body = Success<Media>),
+        (status = 404, description = "`Media not found or you do not have permission.`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(media.id = %id))]
 pub async fn update_media(
     State(state): State<AppState>,
@@ -64,6 +105,9 @@ pub async fn update_media(
             ("description", Value::Null) => description = Some(None),
             ("description", Value::String(s)) if s.chars().count() > MAX_DESCRIPTION_CHARS => {
                 errors.push(format!("Description must be at most {MAX_DESCRIPTION_CHARS} characters"));
+            }
+            ("description", Value::String(s)) if !is_storable_text(s) => {
+                errors.push(INVALID_DESCRIPTION.to_string());
             }
             ("description", Value::String(s)) => description = Some(Some(s.clone())),
             ("description", _) => errors.push("Description must be a string or null".to_string()),
@@ -85,6 +129,16 @@ pub async fn update_media(
 
 /// Cancels the media's active runs, waits briefly for their workflows to close, then deletes the
 /// rows and the file.
+#[utoipa::path(
+    delete, path = "/{id}", tag = TAG_MEDIA, summary = "Delete a media, its runs and its file",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    params(("id" = Uuid, Path, description = "Media id")),
+    responses(
+        (status = 200, description = "`Media deleted successfully.`", body = Success<Empty>),
+        (status = 400, description = "`Validation failed`: `Invalid media id`", body = ErrorBody),
+        (status = 404, description = "`Media not found or you do not have permission.`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(media.id = %id))]
 pub async fn delete_media(State(state): State<AppState>, user: AuthUser, MediaId(id): MediaId) -> ApiResult<Response> {
     db_media::find_owned(&state.db, id, user.id()).await?.ok_or_else(media_not_found)?;
@@ -108,9 +162,22 @@ pub async fn delete_media(State(state): State<AppState>, user: AuthUser, MediaId
         tracing::warn!(storage.key = %key, error = %e, "file of a deleted media not removed");
     }
     tracing::info!(runs.cancelled = active.len(), "media deleted");
-    Ok(ok(json!({}), "Media deleted successfully.").into_response())
+    Ok(ok(Empty {}, "Media deleted successfully.").into_response())
 }
 
+/// Creates run `max(runNumber) + 1` and starts its workflow. No body.
+#[utoipa::path(
+    post, path = "/{id}/analyze", tag = TAG_MEDIA, summary = "Re-run the analysis of a media",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    params(("id" = Uuid, Path, description = "Media id")),
+    responses(
+        (status = 202, description = "`A new analysis run has been successfully queued for this media.` (the media with its owner and all runs, the new one first)", body = Success<Media>),
+        (status = 400, description = "`Validation failed`: `Invalid media id`", body = ErrorBody),
+        (status = 404, description = "`Media not found or you do not have permission.`", body = ErrorBody),
+        (status = 409, description = "`An analysis run is already in progress for this media.`", body = ErrorBody),
+        (status = 503, description = "`Analysis could not be started. Please try again later.` (the new run is finalized FAILED), or a dependency is unavailable", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(media.id = %id))]
 pub async fn rerun_analysis(
     State(state): State<AppState>,
@@ -161,6 +228,16 @@ fn run_id_param(params: &HashMap<String, String>) -> &str {
     params.get("runId").map(String::as_str).unwrap_or_default()
 }
 
+#[utoipa::path(
+    get, path = "/{id}/runs/{runId}", tag = TAG_MEDIA, summary = "One analysis run with its analyses",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    params(("id" = Uuid, Path, description = "Media id"), ("runId" = Uuid, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "`Analysis run retrieved successfully.`", body = Success<Run>),
+        (status = 400, description = "`Validation failed`: `Invalid media id` / `Invalid run id`", body = ErrorBody),
+        (status = 404, description = "`Analysis run not found or you do not have permission.`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(media.id = %id))]
 pub async fn get_run(
     State(state): State<AppState>,
@@ -174,6 +251,17 @@ pub async fn get_run(
 }
 
 /// Requests cancellation; the run becomes CANCELLED when its workflow has wound down (§6.4).
+#[utoipa::path(
+    post, path = "/{id}/runs/{runId}/cancel", tag = TAG_MEDIA, summary = "Cancel an analysis run",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    params(("id" = Uuid, Path, description = "Media id"), ("runId" = Uuid, Path, description = "Run id")),
+    responses(
+        (status = 202, description = "`Cancellation requested for this analysis run.` (the run as currently stored; it becomes `CANCELLED` asynchronously)", body = Success<Run>),
+        (status = 400, description = "`Validation failed`: `Invalid media id` / `Invalid run id`", body = ErrorBody),
+        (status = 404, description = "`Analysis run not found or you do not have permission.`", body = ErrorBody),
+        (status = 409, description = "`Analysis run has already finished.`", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(media.id = %id))]
 pub async fn cancel_run(
     State(state): State<AppState>,

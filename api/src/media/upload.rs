@@ -22,8 +22,10 @@ use drishtiksha_common::temporal::workflow_id;
 
 use super::analysis::{self, RunToStart};
 use crate::auth::AuthUser;
-use crate::envelope::with_status;
-use crate::error::{ApiError, ApiResult};
+use crate::envelope::{Success, with_status};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::is_storable_text;
+use crate::openapi::TAG_MEDIA;
 use crate::state::AppState;
 
 const FILE_FIELD: &str = "media";
@@ -39,6 +41,10 @@ fn file_required() -> ApiError {
 fn unexpected_file(field: &str) -> ApiError {
     ApiError::validation_one(format!("Unexpected file field '{field}'. Upload one file in the 'media' field."))
 }
+
+/// A description or file name with a character that cannot be stored (NUL).
+pub const INVALID_DESCRIPTION: &str = "Description contains an invalid character";
+const INVALID_FILENAME: &str = "Filename contains an invalid character.";
 
 fn description_too_long() -> ApiError {
     ApiError::validation_one(format!("Description must be at most {MAX_DESCRIPTION_CHARS} characters"))
@@ -120,6 +126,33 @@ struct Accepted {
     description: Option<String>,
 }
 
+/// The multipart body of an upload.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the body, which is streamed part by part
+pub struct UploadMediaRequest {
+    /// Exactly one file. Its declared type must be one of the accepted ones (`video/mp4`,
+    /// `video/webm`, `video/quicktime`, `video/x-msvideo`, `video/x-matroska`, `image/jpeg`,
+    /// `image/png`, `image/webp`, `image/gif`, `audio/mpeg`, `audio/wav`, `audio/ogg`, `audio/mp4`
+    /// and their aliases) and the file name's extension must match it.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    media: Vec<u8>,
+    #[schema(max_length = 500, pattern = r"^[^\x00]*$")]
+    description: Option<String>,
+}
+
+/// Stores the file as uploaded, creates the media and run #1, and starts the analysis.
+#[utoipa::path(
+    post, path = "/", tag = TAG_MEDIA, summary = "Upload a file and start its first analysis run",
+    security(("bearerAuth" = []), ("cookieAuth" = [])),
+    request_body(content = UploadMediaRequest, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "`Media uploaded and successfully queued for its first analysis run.` (the media without `user` and `analysisRuns`)", body = Success<Media>),
+        (status = 400, description = "`A file is required for upload.`, or `Validation failed` (unexpected file field, empty file, file name too long, description too long)", body = ErrorBody),
+        (status = 413, description = "`File too large. The maximum size is <N> MB.`", body = ErrorBody),
+        (status = 415, description = "`Unsupported file type: '<mime>'. …` or `File extension '<ext>' does not match MIME type '<mime>'.`", body = ErrorBody),
+        (status = 503, description = "`Media saved, but its analysis could not be started. Please re-run it later.`, or a dependency is unavailable", body = ErrorBody),
+    ),
+)]
 #[instrument(skip_all, fields(user.id = %user.id()))]
 pub async fn upload_media(
     State(state): State<AppState>,
@@ -174,7 +207,11 @@ async fn decide(received: Received) -> ApiResult<Accepted> {
         None => Some(file_required()),
         Some(f) if f.size == 0 => Some(ApiError::validation_one("Uploaded file is empty.")),
         Some(f) if f.filename.len() > MAX_FILENAME_BYTES => Some(filename_too_long()),
+        Some(f) if !is_storable_text(&f.filename) => Some(ApiError::validation_one(INVALID_FILENAME)),
         Some(_) if received.description_too_long => Some(description_too_long()),
+        Some(_) if received.description.as_deref().is_some_and(|d| !is_storable_text(d)) => {
+            Some(ApiError::validation_one(INVALID_DESCRIPTION))
+        }
         Some(f) => match accepted_type(&f.declared_mime) {
             None => Some(unsupported_type(&f.declared_mime)),
             Some(t) if !t.extensions.contains(&extension_of(&f.filename).as_str()) => {
@@ -230,8 +267,9 @@ async fn receive_file(
     let filename = strip_path(raw_name).to_string();
     let declared_mime = field.content_type().unwrap_or("application/octet-stream").to_string();
     let ext = extension_of(&filename);
-    let storable = accepted_type(&declared_mime)
-        .filter(|t| filename.len() <= MAX_FILENAME_BYTES && t.extensions.contains(&ext.as_str()));
+    let storable = accepted_type(&declared_mime).filter(|t| {
+        filename.len() <= MAX_FILENAME_BYTES && is_storable_text(&filename) && t.extensions.contains(&ext.as_str())
+    });
     let stored = match storable {
         Some(accepted) => {
             let key = format!("{}/{media_id}{ext}", accepted.media_type.storage_folder());

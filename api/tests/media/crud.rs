@@ -278,6 +278,10 @@ async fn patch_checks_id_then_ownership_then_body() {
     let (s, v) = api.patch(&path, &token, json!({"description": "x".repeat(501)})).await;
     assert_eq!(s, 400);
     assert_error(&v, 400, "Validation failed", &["Description must be at most 500 characters"]);
+    // PostgreSQL text cannot hold NUL: refused as invalid, not a failed write.
+    let (s, v) = api.patch(&path, &token, json!({"description": "a\u{0}b"})).await;
+    assert_eq!(s, 400);
+    assert_error(&v, 400, "Validation failed", &["Description contains an invalid character"]);
     let r = api
         .http
         .patch(api.url(&path))

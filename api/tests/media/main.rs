@@ -3,6 +3,7 @@
 
 mod crud;
 mod files;
+mod openapi;
 mod pipeline;
 mod s3;
 mod support;

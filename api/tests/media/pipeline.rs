@@ -15,14 +15,14 @@ use crate::support::{Options, TestApi, json_of};
 
 /// An api with a worker and an ML stand-in whose simulated models take `latency_scale` times
 /// their usual time (0: answer at once).
-struct Pipeline {
-    api: TestApi,
+pub(crate) struct Pipeline {
+    pub(crate) api: TestApi,
     worker: Option<WorkerGuard>,
     channel: String,
 }
 
 impl Pipeline {
-    async fn start(latency_scale: f64) -> Self {
+    pub(crate) async fn start(latency_scale: f64) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind stand-in");
         let ml_addr = listener.local_addr().expect("addr");
         let channel = format!("media-progress-test-{}", uuid::Uuid::new_v4().simple());
@@ -46,14 +46,20 @@ impl Pipeline {
         Self { api, worker: Some(worker), channel }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(worker) = self.worker.take() {
             tokio::task::spawn_blocking(move || worker.shutdown()).await.expect("join").expect("worker shutdown");
         }
     }
 
     /// Polls `GET /media/:id` until `done` accepts its `data`.
-    async fn wait_for_media(&self, token: &str, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for_media(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let path = format!("/api/v1/media/{id}");
         eventually(timeout, || async {
             let (status, v) = self.api.get(&path, token).await;

@@ -110,6 +110,16 @@ async fn upload_with_a_file_name_over_255_bytes_is_400() {
 }
 
 #[tokio::test]
+async fn upload_with_a_nul_character_in_its_description_is_400_and_stores_nothing() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let (status, v) = json_of(api.upload(&token, "a.png", "image/png", png_bytes(), Some("a\u{0}b")).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Description contains an invalid character"]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
 async fn upload_with_a_description_over_500_characters_is_400() {
     let api = TestApi::without_temporal().await;
     let (_, token) = api.signup().await;

@@ -19,7 +19,7 @@ pub const ONE_ACTIVE_RUN_PER_MEDIA: &str = "analysis_runs_one_active_per_media";
 pub const RUN_NUMBER_UNIQUE: &str = "analysis_runs_media_id_run_number_key";
 
 /// The owner as embedded in media (§3.1: these four fields only).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MediaUser {
     pub id: Uuid,
@@ -29,35 +29,71 @@ pub struct MediaUser {
 }
 
 /// A media object (§3.2). `user` and `analysis_runs` are serialized only when loaded.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "8c0e7a52-1c2b-4d7e-9a55-0f6f1d2c3b4a", "filename": "interview.mp4",
+    "url": "http://localhost:3000/media/videos/8c0e7a52-1c2b-4d7e-9a55-0f6f1d2c3b4a.mp4",
+    "publicId": "videos/8c0e7a52-1c2b-4d7e-9a55-0f6f1d2c3b4a.mp4", "mimetype": "video/mp4", "size": 5242880,
+    "description": "demo", "status": "QUEUED", "mediaType": "VIDEO", "hasAudio": null, "metadata": null,
+    "userId": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+    "createdAt": "2025-10-12T03:41:49.123Z", "updatedAt": "2025-10-12T03:41:49.123Z",
+    "latestAnalysisRunId": "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"
+}))]
 pub struct Media {
     pub id: Uuid,
+    /// Original client file name, path components stripped.
     pub filename: String,
+    /// Where the file can be fetched.
     pub url: String,
+    /// Storage key, e.g. `videos/<id>.mp4`.
     pub public_id: String,
+    /// Canonical MIME type of the stored file.
     pub mimetype: String,
+    /// Size in bytes.
     pub size: i64,
+    #[schema(required = true, max_length = 500)]
     pub description: Option<String>,
+    /// Mirrors the status of the latest run.
     pub status: RunStatus,
     pub media_type: MediaType,
+    /// Videos: whether an audio track was found; `null` before probing, if probing failed, and for
+    /// audio and images.
+    #[schema(required = true)]
     pub has_audio: Option<bool>,
+    /// Probe summary (`format`, `video`, `audio`, `streams`); `null` before probing, if probing
+    /// failed, and for images.
+    #[schema(required = true, value_type = Option<Object>)]
     pub metadata: Option<Value>,
+    /// Owner.
     pub user_id: Uuid,
     #[serde(with = "crate::time::ts")]
     pub created_at: DateTime<Utc>,
     #[serde(with = "crate::time::ts")]
     pub updated_at: DateTime<Utc>,
+    /// The run with the highest `runNumber`.
+    #[schema(required = true)]
     pub latest_analysis_run_id: Option<Uuid>,
+    /// The owner; only in the list, the detail, the re-run answer and `media_update`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = MediaUser)]
     pub user: Option<MediaUser>,
+    /// Runs, `runNumber` descending; only where the media is shown with its runs (the list: the
+    /// latest run only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<Run>)]
     pub analysis_runs: Option<Vec<Run>>,
 }
 
 /// An analysis run (§3.3) with its analyses. The workflow id is not part of the contract.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e", "mediaId": "8c0e7a52-1c2b-4d7e-9a55-0f6f1d2c3b4a",
+    "runNumber": 1, "status": "ANALYZED", "totalModels": 1, "completedCount": 1, "failedCount": 0,
+    "errorMessage": null, "createdAt": "2025-10-12T03:41:49.123Z", "updatedAt": "2025-10-12T03:42:31.002Z",
+    "completedAt": "2025-10-12T03:42:31.002Z", "analyses": []
+}))]
 pub struct Run {
     pub id: Uuid,
     pub media_id: Uuid,
@@ -66,29 +102,50 @@ pub struct Run {
     pub total_models: i32,
     pub completed_count: i32,
     pub failed_count: i32,
+    /// Run-level reason, e.g. `No compatible models available for AUDIO`.
+    #[schema(required = true)]
     pub error_message: Option<String>,
     #[serde(with = "crate::time::ts")]
     pub created_at: DateTime<Utc>,
     #[serde(with = "crate::time::ts")]
     pub updated_at: DateTime<Utc>,
+    /// Set when the run reaches a terminal status.
     #[serde(with = "crate::time::ts_opt")]
+    #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
     pub analyses: Vec<Analysis>,
 }
 
 /// One model's result within a run (§3.4).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70", "analysisRunId": "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e",
+    "modelName": "SIGLIP-LSTM-V4", "status": "COMPLETED", "prediction": "FAKE", "confidence": 0.8731,
+    "errorMessage": null, "processingTime": 41.27, "mediaType": "video",
+    "resultPayload": { "prediction": "FAKE", "confidence": 0.8731, "processing_time": 41.27, "media_type": "video" },
+    "createdAt": "2025-10-12T03:41:50.001Z", "updatedAt": "2025-10-12T03:42:31.002Z"
+}))]
 pub struct Analysis {
     pub id: Uuid,
     pub analysis_run_id: Uuid,
+    /// The model that was requested.
     pub model_name: String,
     pub status: AnalysisStatus,
+    /// `REAL` or `FAKE` once completed, `N/A` otherwise.
+    #[schema(example = "FAKE")]
     pub prediction: String,
     pub confidence: f64,
+    #[schema(required = true)]
     pub error_message: Option<String>,
+    /// Seconds, from the ML result.
+    #[schema(required = true)]
     pub processing_time: Option<f64>,
+    /// `video`, `audio` or `image`, from the ML result.
+    #[schema(required = true)]
     pub media_type: Option<String>,
+    /// The ML server's `data` object verbatim (completed), or `{ error, attempts, retryCount }` (failed).
+    #[schema(required = true, value_type = Option<Object>)]
     pub result_payload: Option<Value>,
     #[serde(with = "crate::time::ts")]
     pub created_at: DateTime<Utc>,
@@ -233,6 +290,20 @@ pub async fn insert_upload(conn: &mut PgConnection, new: &NewUpload<'_>) -> Resu
 /// it. `Ok(None)` when the media is missing or not the caller's. A run already in progress makes
 /// the insert violate [`ONE_ACTIVE_RUN_PER_MEDIA`]; the caller maps that to a 409. Call inside a
 /// transaction: the media row is locked so concurrent re-runs of one media queue up here.
+/// Locks the runs of an owned media. Lock order: a media's runs, then the media, as every run write
+/// does (`runs.rs`, which locks the run and then mirrors its status on the media).
+async fn lock_runs(conn: &mut PgConnection, media_id: Uuid, user_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT r.id FROM analysis_runs r JOIN media m ON m.id = r.media_id
+         WHERE r.media_id = $1 AND m.user_id = $2 ORDER BY r.run_number FOR UPDATE OF r",
+        media_id,
+        user_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn insert_next_run(
     conn: &mut PgConnection,
     media_id: Uuid,
@@ -240,6 +311,10 @@ pub async fn insert_next_run(
     run_id: Uuid,
     workflow_id_of: impl FnOnce(i32) -> String,
 ) -> Result<Option<RunHandle>, sqlx::Error> {
+    // Inserting while a worker transaction updates the active run would make each wait for the
+    // other in the one-active-run index (a deadlock); with the runs locked first, the insert waits
+    // for that transaction and then meets the active run as a plain unique violation (409).
+    lock_runs(conn, media_id, user_id).await?;
     let locked =
         sqlx::query_scalar!("SELECT id FROM media WHERE id = $1 AND user_id = $2 FOR UPDATE", media_id, user_id)
             .fetch_optional(&mut *conn)
@@ -501,10 +576,16 @@ pub async fn update_description(
 }
 
 /// Deletes an owned media (its runs and analyses cascade); returns its storage key.
-pub async fn delete_owned(db: impl PgExecutor<'_>, id: Uuid, user_id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar!("DELETE FROM media WHERE id = $1 AND user_id = $2 RETURNING storage_key", id, user_id)
-        .fetch_optional(db)
-        .await
+pub async fn delete_owned(db: &sqlx::PgPool, id: Uuid, user_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // The cascade locks the media and then its runs, the reverse of a worker's run write.
+    lock_runs(&mut tx, id, user_id).await?;
+    let key =
+        sqlx::query_scalar!("DELETE FROM media WHERE id = $1 AND user_id = $2 RETURNING storage_key", id, user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(key)
 }
 
 /// The stored MIME of the media kept under `storage_key`, if any.

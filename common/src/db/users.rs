@@ -8,8 +8,13 @@ use uuid::Uuid;
 use crate::model::UserRole;
 
 /// A user as the contract shows it (§3.1); the password hash stays in [`UserRow`].
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "email": "ada@example.com", "firstName": "Ada",
+    "lastName": "Lovelace", "role": "USER", "isActive": true,
+    "createdAt": "2025-10-12T03:41:49.123Z", "updatedAt": "2025-10-12T03:41:49.123Z"
+}))]
 pub struct User {
     pub id: Uuid,
     pub email: String,
