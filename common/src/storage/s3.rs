@@ -252,6 +252,9 @@ impl S3Storage {
     }
 }
 
+/// A part the store has acknowledged, and its buffer when it can be reused.
+type SentPart = (CompletedPart, Option<BytesMut>);
+
 /// An object on its way into the bucket. Up to [`PART_SIZE`] bytes it is sent with one
 /// `PutObject` at the end; beyond that as a multipart upload, one part sent while the next one
 /// fills. Nothing is visible under the key before `finish`; `abort` (or dropping it) aborts the
@@ -265,7 +268,7 @@ pub(super) struct S3Upload {
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
     /// The part being sent, which hands its buffer back for the next part when it is done.
-    in_flight: Option<JoinHandle<Result<(CompletedPart, Option<BytesMut>), StorageError>>>,
+    in_flight: Option<JoinHandle<Result<SentPart, StorageError>>>,
     spare: Option<BytesMut>,
     written: u64,
 }
