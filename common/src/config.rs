@@ -576,12 +576,16 @@ mod tests {
             ("S3_PRESIGN_TTL", "8d"),
             ("S3_PRESIGN_TTL", "0"),
             ("S3_FORCE_PATH_STYLE", "maybe"),
-            ("S3_ACCESS_KEY_ID", "only-the-id"),
             ("STORAGE_PROVIDER", "gcs"),
         ] {
             let e = CommonConfig::from_source(&s3(&[(var, value)])).expect_err(value);
             assert_eq!(e.var, var, "{var}={value}");
         }
+        // Half a key pair names the missing half.
+        let e = CommonConfig::from_source(&s3(&[("S3_ACCESS_KEY_ID", "id")])).expect_err("half");
+        assert_eq!(e.var, "S3_SECRET_ACCESS_KEY");
+        let e = CommonConfig::from_source(&s3(&[("S3_SECRET_ACCESS_KEY", "secret")])).expect_err("half");
+        assert_eq!(e.var, "S3_ACCESS_KEY_ID");
     }
 
     #[test]
