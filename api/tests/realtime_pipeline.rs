@@ -60,18 +60,7 @@ async fn stack(catalogue: &str) -> Stack {
 }
 
 fn png(marker: &str) -> Vec<u8> {
-    let path = std::env::temp_dir().join(format!("rt-{}.png", Uuid::new_v4()));
-    let ok = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "1"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg")
-        .success();
-    assert!(ok);
-    let mut bytes = std::fs::read(&path).expect("png");
-    let _ = std::fs::remove_file(path);
-    bytes.extend_from_slice(marker.as_bytes());
-    bytes
+    drishtiksha_testkit::png_with_marker(marker)
 }
 
 async fn upload(app_addr: std::net::SocketAddr, http: &reqwest::Client, token: &str, bytes: Vec<u8>) -> Value {

@@ -60,20 +60,8 @@ fn worker_binary() -> PathBuf {
     path
 }
 
-fn png(marker: usize) -> Vec<u8> {
-    let path = std::env::temp_dir().join(format!("scale-{}.png", Uuid::new_v4()));
-    let ok = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "1"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg")
-        .success();
-    assert!(ok, "ffmpeg could not make a PNG");
-    let mut bytes = std::fs::read(&path).expect("png");
-    let _ = std::fs::remove_file(path);
-    // Trailing bytes make every file (and so every simulated verdict) distinct.
-    bytes.extend_from_slice(format!("upload-{marker}").as_bytes());
-    bytes
+fn png(upload: usize) -> Vec<u8> {
+    drishtiksha_testkit::png_with_marker(&format!("upload-{upload}"))
 }
 
 async fn signup(http: &reqwest::Client, api: SocketAddr) -> String {

@@ -65,6 +65,34 @@ pub fn base_env(database_url: &str, redis_url: &str) -> HashMap<String, String> 
     .collect()
 }
 
+/// Waits until something accepts connections on `port` of the loopback address.
+pub fn wait_for_port(port: u16, timeout: Duration, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            anyhow::bail!("{what} did not start on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A small real PNG made by ffmpeg, with `marker` appended so that every call's file (and so its
+/// content hash and simulated verdict) differs.
+pub fn png_with_marker(marker: &str) -> Vec<u8> {
+    let path = std::env::temp_dir().join(format!("drishtiksha-png-{}.png", uuid::Uuid::new_v4()));
+    let ok = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "1"])
+        .arg(&path)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "ffmpeg could not make a PNG");
+    let mut bytes = std::fs::read(&path).expect("png");
+    let _ = std::fs::remove_file(path);
+    bytes.extend_from_slice(marker.as_bytes());
+    bytes
+}
+
 /// Polls `check` until it returns `Some` or the deadline passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<T>
 where
@@ -109,14 +137,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                anyhow::bail!("redis-server did not start on port {}", self.port);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        wait_for_port(self.port, Duration::from_secs(10), "redis-server")
     }
 
     pub fn stop(&mut self) {
@@ -155,13 +176,7 @@ impl TemporalDevServer {
         }
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
         let server = Self { port, child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                anyhow::bail!("temporal dev server did not start on port {port}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, Duration::from_secs(30), "temporal dev server")?;
         Ok(server)
     }
 
@@ -201,13 +216,7 @@ impl S3Server {
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {} (run scripts/setup.sh): {e}", bin.display()))?;
         let server = Self { port, child };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                anyhow::bail!("S3 server did not start on port {port}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, Duration::from_secs(60), "S3 server")?;
         Ok(server)
     }
 

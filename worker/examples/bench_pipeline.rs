@@ -64,6 +64,26 @@ impl BareActivities {
     }
 }
 
+/// User + system CPU seconds of a process so far (Linux `/proc`).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).into_iter().flatten().filter_map(|f| f.parse::<f64>().ok()).sum();
+    ticks / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
@@ -145,15 +165,15 @@ impl Bench {
         Ok(batch as f64 / t0.elapsed().as_secs_f64())
     }
 
-    /// [`Bench::batch_rate`] with `processes` worker processes polling the task queue; a small
-    /// batch first makes sure every one of them is polling.
+    /// [`Bench::batch_rate`] with `processes` worker processes polling the task queue (a small
+    /// batch first, so they are polling), and the CPU the workers used, in % of one core.
     async fn rate_with_processes(
         &self,
         bin: &str,
         vars: &HashMap<String, String>,
         processes: usize,
         batch: usize,
-    ) -> anyhow::Result<f64> {
+    ) -> anyhow::Result<(f64, f64)> {
         let mut children = Vec::new();
         for _ in 0..processes {
             children.push(
@@ -168,11 +188,15 @@ impl Bench {
             );
         }
         self.batch_rate(4 * processes).await?;
+        let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
+        let cpu_before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+        let t0 = Instant::now();
         let rate = self.batch_rate(batch).await;
+        let cpu = (pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu_before) / t0.elapsed().as_secs_f64();
         for mut c in children {
             let _ = c.kill().await;
         }
-        rate
+        Ok((rate?, cpu * 100.0))
     }
 
     async fn analyzed_count(&self, ids: &[Uuid]) -> anyhow::Result<i64> {
@@ -358,11 +382,12 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| pipeline throughput ({batch} runs started at once) | {pipeline_rate:.1} runs/s | ≥ 70 % of the bare engine |"
     );
-    for (processes, rate) in &scaled {
+    for (processes, (rate, cpu)) in &scaled {
+        let relative =
+            if *processes == 1 { String::new() } else { format!(", {:.2}× one process", rate / scaled[0].1.0) };
         println!(
-            "| pipeline throughput, {processes} `worker` process{} ({batch} runs at once) | {rate:.1} runs/s{} | 2 workers > 1 |",
+            "| pipeline throughput, {processes} `worker` process{} ({batch} runs at once; workers' CPU) | {rate:.1} runs/s ({cpu:.0} % of a core{relative}) | reference |",
             if *processes == 1 { "" } else { "es" },
-            if *processes == 1 { String::new() } else { format!(" ({:.2}× one process)", rate / scaled[0].1) }
         );
     }
     println!("| bare engine ({batch} workflows × 3 no-op activities) | {bare_rate:.1} workflows/s | reference |");
