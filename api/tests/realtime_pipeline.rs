@@ -24,9 +24,10 @@ const CATALOGUE: &str = r#"[
 const MODELS: [&str; 3] = ["IMG-SIGLIP", "IMG-EFFNET", "IMG-WAVE"];
 
 struct Stack {
+    // Dropped in this order: the worker stops while Temporal still runs.
+    _worker: WorkerGuard,
     app: TestApp,
     _temporal: TemporalDevServer,
-    _worker: WorkerGuard,
 }
 
 async fn stack(catalogue: &str) -> Stack {

@@ -22,6 +22,8 @@ use tokio::sync::watch;
 
 /// How long in-flight activities may finish after a shutdown request.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
+/// How much longer than the grace period a stop waits for the worker thread.
+const STOP_MARGIN: Duration = Duration::from_secs(25);
 /// How long start-up keeps retrying to reach a Temporal server that is still starting.
 const TEMPORAL_CONNECT_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -49,10 +51,17 @@ impl WorkerGuard {
         if let Some(shutdown) = self.shutdown.take() {
             shutdown();
         }
-        match self.thread.take() {
-            Some(thread) => thread.join().map_err(|_| anyhow::anyhow!("worker thread panicked"))?,
-            None => Ok(()),
+        let Some(thread) = self.thread.take() else { return Ok(()) };
+        // A worker whose Temporal server is gone can wait forever for its pollers: give up after
+        // the grace period plus a margin, leaving the thread to end with the process.
+        let deadline = std::time::Instant::now() + GRACEFUL_SHUTDOWN + STOP_MARGIN;
+        while !thread.is_finished() {
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("worker did not stop within {:?}", GRACEFUL_SHUTDOWN + STOP_MARGIN);
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        thread.join().map_err(|_| anyhow::anyhow!("worker thread panicked"))?
     }
 }
 

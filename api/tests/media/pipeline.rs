@@ -16,8 +16,10 @@ use crate::support::{Options, TestApi, json_of};
 /// An api with a worker and an ML stand-in whose simulated models take `latency_scale` times
 /// their usual time (0: answer at once).
 pub(crate) struct Pipeline {
-    pub(crate) api: TestApi,
+    /// Declared first so that it is dropped first: a test that fails stops its worker while the
+    /// api's Temporal dev server still runs.
     worker: Option<WorkerGuard>,
+    pub(crate) api: TestApi,
     channel: String,
 }
 
