@@ -141,33 +141,39 @@ pub struct Pipeline {
     pub user_id: Uuid,
 }
 
-impl Pipeline {
-    /// Everything but the worker; `standin` `None` points the worker at a port nobody serves.
-    pub async fn new(standin: Option<StandinConfig>) -> Self {
+/// The SDK's local dev server; it allows the server five seconds to come up, which a loaded
+/// two-core machine can miss, so a start that timed out is tried again on a fresh port.
+async fn start_dev_server() -> (WorkflowEnvironment<LocalServer>, u16) {
+    let mut attempt = 1;
+    loop {
         let port = free_port();
-        let env = WorkflowEnvironment::start_local(
+        let started = WorkflowEnvironment::start_local(
             LocalWorkflowEnvironmentOptions::builder()
                 .server_executable(EphemeralExe::ExistingPath(temporal_cli().to_string_lossy().into_owned()))
                 .port(port)
                 .log_level(DevServerLogLevel::Error)
                 .extra_args(
-                    [
-                        "--search-attribute",
-                        "MediaId=Keyword",
-                        "--search-attribute",
-                        "UserId=Keyword",
-                        "--search-attribute",
-                        "MediaType=Keyword",
-                        "--search-attribute",
-                        "RunNumber=Int",
-                    ]
-                    .map(String::from)
-                    .to_vec(),
+                    ["MediaId=Keyword", "UserId=Keyword", "MediaType=Keyword", "RunNumber=Int"]
+                        .iter()
+                        .flat_map(|a| ["--search-attribute".to_string(), a.to_string()])
+                        .collect(),
                 )
                 .build(),
         )
-        .await
-        .expect("Temporal dev server starts");
+        .await;
+        match started {
+            Ok(env) => return (env, port),
+            Err(e) if attempt < 3 => eprintln!("Temporal dev server start {attempt} failed, retrying: {e:?}"),
+            Err(e) => panic!("Temporal dev server starts: {e:?}"),
+        }
+        attempt += 1;
+    }
+}
+
+impl Pipeline {
+    /// Everything but the worker; `standin` `None` points the worker at a port nobody serves.
+    pub async fn new(standin: Option<StandinConfig>) -> Self {
+        let (env, port) = start_dev_server().await;
         let (db_url, pool) = fresh_database().await.expect("fresh database");
         let redis = RedisServer::start().expect("redis-server starts");
         let (standin, ml_url) = match standin {
