@@ -437,8 +437,7 @@ impl AnalysisActivities {
             retry_after: None,
             status: None,
         };
-        let length = self.storage.size(&run.storage_key).await.map_err(|_| missing())?;
-        let body = self.storage.read_stream(&run.storage_key).await.map_err(|_| missing())?;
+        let (length, body) = self.storage.open(&run.storage_key).await.map_err(|_| missing())?;
         let ext = ml_part_extension(run.media_type, &extension_of(&run.storage_key));
         self.ml
             .analyze(AnalyzeRequest {

@@ -89,6 +89,11 @@ impl Storage {
 
     /// Streams an object's bytes (for S3 straight from the object store, with no temporary file).
     pub async fn read_stream(&self, key: &str) -> Result<ByteStream, StorageError> {
+        Ok(self.open(key).await?.1)
+    }
+
+    /// An object's size and bytes, from one request.
+    pub async fn open(&self, key: &str) -> Result<(u64, ByteStream), StorageError> {
         match self {
             Self::Local(l) => {
                 let file = match File::open(l.path_of(key)?).await {
@@ -96,9 +101,13 @@ impl Storage {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound),
                     Err(e) => return Err(e.into()),
                 };
-                Ok(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).boxed())
+                let meta = file.metadata().await?;
+                if !meta.is_file() {
+                    return Err(StorageError::NotFound);
+                }
+                Ok((meta.len(), tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).boxed()))
             }
-            Self::S3(s) => s.read_stream(key).await,
+            Self::S3(s) => s.open(key).await,
         }
     }
 
@@ -138,14 +147,6 @@ impl Storage {
         match self {
             Self::Local(l) => Some(l),
             Self::S3(_) => None,
-        }
-    }
-
-    /// Short name for logs and metrics.
-    pub fn provider(&self) -> &'static str {
-        match self {
-            Self::Local(_) => "local",
-            Self::S3(_) => "s3",
         }
     }
 }

@@ -46,6 +46,9 @@ pub fn temporal_cli() -> PathBuf {
         .unwrap_or_else(|_| workspace_root().join(".venv/bin/temporal"))
 }
 
+/// The analysis workflow's search attributes, as the dev server's `--search-attribute` values.
+pub const SEARCH_ATTRIBUTES: [&str; 4] = ["MediaId=Keyword", "UserId=Keyword", "MediaType=Keyword", "RunNumber=Int"];
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
@@ -171,7 +174,7 @@ impl TemporalDevServer {
             "--log-level",
             "error",
         ]);
-        for sa in ["MediaId=Keyword", "UserId=Keyword", "MediaType=Keyword", "RunNumber=Int"] {
+        for sa in SEARCH_ATTRIBUTES {
             cmd.args(["--search-attribute", sa]);
         }
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
@@ -239,9 +242,7 @@ impl S3Server {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
-}
 
-impl S3Server {
     /// A store on this server, as a process configured with [`S3Server::env`] opens it.
     pub async fn storage(&self, bucket: &str) -> anyhow::Result<drishtiksha_common::storage::Storage> {
         let mut env = base_env("postgres://unused@127.0.0.1/unused", &redis_url());

@@ -272,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
             .port(port)
             .log_level(DevServerLogLevel::Error)
             .extra_args(
-                ["MediaId=Keyword", "UserId=Keyword", "MediaType=Keyword", "RunNumber=Int"]
+                drishtiksha_testkit::SEARCH_ATTRIBUTES
                     .iter()
                     .flat_map(|a| ["--search-attribute".to_string(), a.to_string()])
                     .collect(),

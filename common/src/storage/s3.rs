@@ -112,15 +112,13 @@ impl S3Storage {
         if let Some(endpoint) = &cfg.endpoint {
             builder = builder.endpoint_url(endpoint.as_str().trim_end_matches('/'));
         }
-        let presign_client = match &cfg.presign_endpoint {
-            Some(endpoint) => {
-                Client::from_conf(builder.clone().endpoint_url(endpoint.as_str().trim_end_matches('/')).build())
-            }
-            None => Client::from_conf(builder.clone().build()),
-        };
+        let presign_client = cfg.presign_endpoint.as_ref().map(|endpoint| {
+            Client::from_conf(builder.clone().endpoint_url(endpoint.as_str().trim_end_matches('/')).build())
+        });
+        let client = Client::from_conf(builder.build());
         let storage = Self {
-            client: Client::from_conf(builder.build()),
-            presign_client,
+            presign_client: presign_client.unwrap_or_else(|| client.clone()),
+            client,
             bucket: cfg.bucket.clone(),
             public_base_url: cfg.public_base_url.clone(),
             presign_ttl: cfg.presign_ttl,
@@ -211,15 +209,16 @@ impl S3Storage {
         }
     }
 
-    pub(super) async fn read_stream(&self, key: &str) -> Result<ByteStream, StorageError> {
+    pub(super) async fn open(&self, key: &str) -> Result<(u64, ByteStream), StorageError> {
         let object = Self::object_key(key)?;
         let out = match self.client.get_object().bucket(&self.bucket).key(object).send().await {
             Ok(o) => o,
             Err(e) if status_of(&e) == Some(404) => return Err(StorageError::NotFound),
             Err(e) => return Err(remote(e)),
         };
+        let length = out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
         let reader = out.body.into_async_read();
-        Ok(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).boxed())
+        Ok((length, tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).boxed()))
     }
 
     /// A presigned GET URL of the object for this process (ffprobe), valid for `ttl`.

@@ -153,7 +153,7 @@ async fn start_dev_server() -> (WorkflowEnvironment<LocalServer>, u16) {
                 .port(port)
                 .log_level(DevServerLogLevel::Error)
                 .extra_args(
-                    ["MediaId=Keyword", "UserId=Keyword", "MediaType=Keyword", "RunNumber=Int"]
+                    drishtiksha_testkit::SEARCH_ATTRIBUTES
                         .iter()
                         .flat_map(|a| ["--search-attribute".to_string(), a.to_string()])
                         .collect(),
