@@ -54,7 +54,10 @@ impl AppState {
 
     /// The run reconciler, for the maintenance endpoints.
     pub async fn reconciler(&self) -> anyhow::Result<Reconciler> {
-        Ok(Reconciler::new(self.db.clone(), self.temporal().await?, self.events.clone()))
+        let mut reconciler = Reconciler::new(self.db.clone(), self.temporal().await?, self.events.clone());
+        reconciler.starter =
+            Some(drishtiksha_workflows::run_starter(self.config.common.temporal.task_queue.clone()));
+        Ok(reconciler)
     }
 
     /// The Temporal client, connected on first use so that the api starts (and answers

@@ -162,7 +162,11 @@ pub struct TemporalConfig {
     /// `http://host:port` (or `https://…`).
     pub address: Url,
     pub namespace: String,
+    /// The workflows and their short steps (`TEMPORAL_TASK_QUEUE`).
     pub task_queue: String,
+    /// The model calls (`TEMPORAL_INFERENCE_TASK_QUEUE`, default `<task queue>-inference`): served
+    /// only by inference workers, whose activity slots are their ML server's capacity.
+    pub inference_task_queue: String,
     /// `TEMPORAL_API_KEY` (Temporal Cloud); implies TLS.
     pub api_key: Option<Secret>,
     /// `TEMPORAL_TLS=true`, an `https://` address, or an API key.
@@ -202,6 +206,12 @@ pub struct MlConfig {
     pub retry_max_attempts: u32,
     pub analyze_timeout: Duration,
     pub stats_timeout: Duration,
+    /// How long an ML server that refuses connections or answers 503 (restarting, loading its
+    /// models) is waited for before a model or a discovery fails (`ML_UNAVAILABLE_WAIT`).
+    pub unavailable_wait: Duration,
+    /// Heartbeat timeout of a model call: how soon a lost inference worker is noticed
+    /// (`ML_HEARTBEAT_TIMEOUT`).
+    pub heartbeat_timeout: Duration,
 }
 
 /// Settings both binaries share.
@@ -237,11 +247,42 @@ pub struct ApiConfig {
     pub api_rate_limit_window: Duration,
 }
 
+/// What a worker process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerRole {
+    /// Workflows and their short steps, on `TEMPORAL_TASK_QUEUE`.
+    Orchestration,
+    /// Model calls to this process's ML server, on `TEMPORAL_INFERENCE_TASK_QUEUE`, at most
+    /// `ML_CAPACITY` at once.
+    Inference,
+    /// Both (one process for a one-machine deployment).
+    All,
+}
+
+impl WorkerRole {
+    pub fn orchestrates(self) -> bool {
+        matches!(self, Self::Orchestration | Self::All)
+    }
+
+    pub fn infers(self) -> bool {
+        matches!(self, Self::Inference | Self::All)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub common: CommonConfig,
+    pub role: WorkerRole,
+    /// Concurrent short steps (database writes, finalization) of an orchestration worker.
     pub max_concurrent_activities: usize,
+    /// Concurrent inferences the ML server of this inference worker can run (`ML_CAPACITY`): the
+    /// inference worker's activity slots. Run one inference worker per ML server.
+    pub ml_capacity: usize,
+    /// How long in-flight model calls may finish after SIGTERM (`WORKER_SHUTDOWN_GRACE`).
+    pub shutdown_grace: Duration,
     pub reconcile_interval: Duration,
+    /// Runs updated more recently than this are left alone by the reconciler.
+    pub reconcile_stale_after: Duration,
 }
 
 /// S3 bucket naming rules (the subset every S3-compatible store accepts).
@@ -265,10 +306,17 @@ impl CommonConfig {
         let address = v.url("TEMPORAL_ADDRESS", &address_url, &["http", "https"]).map_err(|_| {
             err("TEMPORAL_ADDRESS", format!("must be host:port (e.g. localhost:7233), got {address:?}"))
         })?;
+        let task_queue = v.opt("TEMPORAL_TASK_QUEUE").unwrap_or_else(|| DEFAULT_TASK_QUEUE.to_string());
+        let inference_task_queue =
+            v.opt("TEMPORAL_INFERENCE_TASK_QUEUE").unwrap_or_else(|| format!("{task_queue}-inference"));
+        if inference_task_queue == task_queue {
+            return Err(err("TEMPORAL_INFERENCE_TASK_QUEUE", "must differ from TEMPORAL_TASK_QUEUE"));
+        }
         let temporal = TemporalConfig {
             address,
             namespace: v.opt("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".to_string()),
-            task_queue: v.opt("TEMPORAL_TASK_QUEUE").unwrap_or_else(|| DEFAULT_TASK_QUEUE.to_string()),
+            task_queue,
+            inference_task_queue,
             api_key: v.opt("TEMPORAL_API_KEY").map(Secret::new),
             tls: false,
         };
@@ -342,7 +390,12 @@ impl CommonConfig {
             retry_max_attempts: v.parse("ML_RETRY_MAX_ATTEMPTS", 3u32, "a positive integer")?,
             analyze_timeout: v.duration("ML_ANALYZE_TIMEOUT", Duration::from_secs(20 * 60))?,
             stats_timeout: v.duration("ML_STATS_TIMEOUT", Duration::from_secs(20))?,
+            unavailable_wait: v.duration("ML_UNAVAILABLE_WAIT", Duration::from_secs(30 * 60))?,
+            heartbeat_timeout: v.duration("ML_HEARTBEAT_TIMEOUT", Duration::from_secs(30))?,
         };
+        if ml.heartbeat_timeout < Duration::from_secs(2) {
+            return Err(err("ML_HEARTBEAT_TIMEOUT", "must be at least 2s"));
+        }
         if ml.retry_max_attempts == 0 {
             return Err(err("ML_RETRY_MAX_ATTEMPTS", "must be a positive integer, got \"0\""));
         }
@@ -442,10 +495,28 @@ impl WorkerConfig {
 
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let v = Vars(src);
+        let role = match v.opt("WORKER_ROLE").as_deref() {
+            None | Some("all") => WorkerRole::All,
+            Some("orchestration") => WorkerRole::Orchestration,
+            Some("inference") => WorkerRole::Inference,
+            Some(other) => {
+                return Err(err("WORKER_ROLE", format!("must be all, orchestration or inference, got {other:?}")));
+            }
+        };
+        let max_concurrent_activities =
+            v.parse("WORKER_MAX_CONCURRENT_ACTIVITIES", 100usize, "a positive integer")?;
+        let ml_capacity = v.parse("ML_CAPACITY", 1usize, "a positive number of concurrent inferences")?;
+        if ml_capacity == 0 || max_concurrent_activities == 0 {
+            return Err(err("ML_CAPACITY", "and WORKER_MAX_CONCURRENT_ACTIVITIES must be positive"));
+        }
         Ok(Self {
             common: CommonConfig::from_source(src)?,
-            max_concurrent_activities: v.parse("WORKER_MAX_CONCURRENT_ACTIVITIES", 100usize, "a positive integer")?,
+            role,
+            max_concurrent_activities,
+            ml_capacity,
+            shutdown_grace: v.duration("WORKER_SHUTDOWN_GRACE", Duration::from_secs(60))?,
             reconcile_interval: v.duration("RECONCILE_INTERVAL", Duration::from_secs(60))?,
+            reconcile_stale_after: v.duration("RECONCILE_STALE_AFTER", Duration::from_secs(60))?,
         })
     }
 }

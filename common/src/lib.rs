@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub mod metrics;
+pub mod patience;
 pub mod model;
 pub mod reconcile;
 pub mod redis_conn;

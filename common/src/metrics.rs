@@ -111,3 +111,46 @@ mod tests {
         assert_eq!(route_label("/api/v1/auth/login"), "/api/v1/auth/login");
     }
 }
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
+    let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    REGISTRY.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+/// Wait before a model call started: time its task spent in the inference queue's backlog.
+const WAIT_BUCKETS: [f64; 14] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
+pub static PROGRESS_EVENTS_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "drishtiksha_progress_events_dropped_total",
+        "Progress events not published (Redis away or the publish buffer full)",
+    )
+});
+pub static INFERENCE_IN_FLIGHT: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec("drishtiksha_inference_in_flight", "Model calls in flight to an ML server", &["server"])
+});
+pub static INFERENCE_CAPACITY: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec("drishtiksha_inference_capacity", "Configured concurrent inferences of an ML server", &["server"])
+});
+pub static INFERENCE_QUEUE_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "drishtiksha_inference_queue_wait_seconds",
+        "Time a model call waited for inference capacity before it started",
+        &["server"],
+        WAIT_BUCKETS.to_vec(),
+    )
+});
+pub static INFERENCE_BACKLOG: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "drishtiksha_inference_backlog",
+        "Model calls waiting in the inference task queue (Temporal's approximate backlog)",
+        &["task_queue"],
+    )
+});
+pub static ML_ANSWERS_REUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "drishtiksha_ml_answers_reused_total",
+        "Model calls answered from a stored ML answer instead of calling the ML server again",
+    )
+});

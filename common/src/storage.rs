@@ -131,6 +131,32 @@ impl Storage {
         }
     }
 
+    /// Writes a whole object from memory (stored ML answers); nothing is visible until it is
+    /// complete.
+    pub async fn put(&self, key: &str, content_type: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut upload = self.begin_upload(key, content_type).await?;
+        for chunk in bytes.chunks(1024 * 1024) {
+            if let Err(e) = upload.write(chunk).await {
+                upload.abort().await;
+                return Err(e);
+            }
+        }
+        upload.finish().await.map(|_| ())
+    }
+
+    /// Reads a whole object of at most `limit` bytes.
+    pub async fn read_all(&self, key: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
+        let (len, mut stream) = self.open(key).await?;
+        if len > limit {
+            return Err(StorageError::Remote(format!("object of {len} bytes is over the {limit}-byte limit")));
+        }
+        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        Ok(buf)
+    }
+
     /// Whether the store answers: the root directory exists, or the bucket can be reached.
     pub async fn check(&self) -> Result<(), StorageError> {
         match self {

@@ -11,6 +11,7 @@ use drishtiksha_common::config::{WorkerConfig, load_dotenv};
 use drishtiksha_common::events::EventPublisher;
 use drishtiksha_common::reconcile::Reconciler;
 use drishtiksha_common::redis_conn::RedisHandle;
+use drishtiksha_common::patience::until_ready;
 use drishtiksha_common::{db, telemetry};
 use drishtiksha_worker::{SDK_METRICS_ADDR, connect_temporal, spawn_worker};
 
@@ -55,18 +56,31 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The reconciler of `api.md` §6.5, one pass every `RECONCILE_INTERVAL`. Several workers may run
-/// it: a pass takes an advisory lock, and finalization only moves non-terminal runs.
+/// The reconciler of `api.md` §6.5, one pass every `RECONCILE_INTERVAL`, the first once the
+/// database is migrated. Several workers may run it: a pass takes an advisory lock, and
+/// finalization only moves non-terminal runs. Dependencies that are away are waited for.
 async fn spawn_reconciler(config: WorkerConfig) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let common = &config.common;
-    let pool = db::connect(common.database_url.expose(), 2).await?;
-    let redis = RedisHandle::new(common.redis_url.expose())?;
-    let events = EventPublisher::new(redis, common.progress_channel.clone());
-    let client = connect_temporal(&config).await?;
-    let reconciler = Reconciler::new(pool, client, events);
-    let interval = config.reconcile_interval;
     Ok(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
+        let common = &config.common;
+        let pool = until_ready("Postgres", || async {
+            let pool = db::connect(common.database_url.expose(), 2).await?;
+            db::migrate(&pool).await?;
+            Ok::<_, anyhow::Error>(pool)
+        })
+        .await;
+        let redis = match RedisHandle::new(common.redis_url.expose()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "reconciler not started");
+                return;
+            }
+        };
+        let events = EventPublisher::new(redis, common.progress_channel.clone());
+        let client = connect_temporal(&config).await;
+        let mut reconciler = Reconciler::new(pool, client, events);
+        reconciler.stale_after = config.reconcile_stale_after;
+        reconciler.starter = Some(drishtiksha_workflows::run_starter(common.temporal.task_queue.clone()));
+        let mut tick = tokio::time::interval(config.reconcile_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
