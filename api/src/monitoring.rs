@@ -164,13 +164,17 @@ enum HealthStatus {
 
 /// The processing queue, from Temporal visibility and the database (§4.4).
 #[derive(Serialize, Debug, PartialEq, Eq, ToSchema)]
-#[schema(example = json!({"pending": 0, "active": 2, "completed": 41, "failed": 1, "delayed": 1}))]
+#[schema(example = json!({"pending": 0, "active": 2, "completed": 41, "failed": 1, "delayed": 1, "inferenceBacklog": 4}))]
 pub struct QueueStatus {
     pub pending: i64,
     pub active: i64,
     pub completed: i64,
     pub failed: i64,
     pub delayed: i64,
+    /// Model calls waiting for inference capacity (Temporal's approximate backlog of the
+    /// inference task queue).
+    #[serde(rename = "inferenceBacklog")]
+    pub inference_backlog: i64,
 }
 
 #[utoipa::path(
@@ -212,8 +216,14 @@ async fn get_queue_status(State(state): State<AppState>, _user: AuthUser) -> Api
     )
     .fetch_one(&state.db)
     .await?;
+    let temporal = &state.config.common.temporal;
+    let inference_backlog =
+        drishtiksha_common::temporal::activity_backlog(&client, &temporal.namespace, &temporal.inference_task_queue)
+            .await
+            .map_err(ApiError::unavailable)?;
     let pending = db.queued.min(open);
     let status = QueueStatus {
+        inference_backlog,
         pending,
         active: (open - pending).max(0),
         completed,

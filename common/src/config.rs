@@ -243,6 +243,9 @@ pub struct ApiConfig {
     pub cookie_secure: bool,
     pub trust_proxy: usize,
     pub max_upload_bytes: u64,
+    /// Partial files of interrupted local uploads older than this are removed
+    /// (`STALE_UPLOAD_AGE`; an upload in progress on another api is younger).
+    pub stale_upload_age: Duration,
     pub api_rate_limit_max: u64,
     pub api_rate_limit_window: Duration,
 }
@@ -482,6 +485,7 @@ impl ApiConfig {
             cookie_secure,
             trust_proxy: v.parse("TRUST_PROXY", 0usize, "a number of trusted proxy hops (0, 1, 2, …)")?,
             max_upload_bytes,
+            stale_upload_age: v.duration("STALE_UPLOAD_AGE", Duration::from_secs(3600))?,
             api_rate_limit_max,
             api_rate_limit_window: Duration::from_secs(window),
         })

@@ -211,6 +211,33 @@ impl LocalStorage {
         Ok(self.root.join(validate_key(key)?))
     }
 
+    /// Removes the partial files of uploads interrupted by a crash (`.<name>.<id>.part`) older
+    /// than `older_than`; returns how many were removed.
+    pub async fn sweep_partials(&self, older_than: Duration) -> std::io::Result<usize> {
+        let mut removed = 0;
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let meta = entry.metadata().await?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if meta.is_dir() {
+                    dirs.push(entry.path());
+                } else if meta.is_file() && name.starts_with('.') && name.ends_with(".part") {
+                    let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+                    if age >= older_than && tokio::fs::remove_file(entry.path()).await.is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     async fn begin_upload(&self, key: &str) -> Result<Upload, StorageError> {
         let final_path = self.path_of(key)?;
         if let Some(parent) = final_path.parent() {

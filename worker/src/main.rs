@@ -38,6 +38,7 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         None => None,
     };
     let reconciler = spawn_reconciler(config.clone()).await?;
+    let backlog = spawn_backlog_gauge(config.clone());
     let mut guard = tokio::task::spawn_blocking(move || spawn_worker(config)).await??;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stopped_by_itself = tokio::select! {
@@ -46,6 +47,7 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         () = guard.finished() => true,
     };
     reconciler.abort();
+    backlog.abort();
     if let Some(m) = metrics {
         m.abort();
     }
@@ -89,6 +91,27 @@ async fn spawn_reconciler(config: WorkerConfig) -> anyhow::Result<tokio::task::J
             }
         }
     }))
+}
+
+/// Refreshes `drishtiksha_inference_backlog` (the model calls waiting for inference capacity)
+/// every few seconds from Temporal's task-queue statistics.
+fn spawn_backlog_gauge(config: WorkerConfig) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let temporal = &config.common.temporal;
+        let client = connect_temporal(&config).await;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            match drishtiksha_common::temporal::activity_backlog(&client, &temporal.namespace, &temporal.inference_task_queue)
+                .await
+            {
+                Ok(n) => drishtiksha_common::metrics::INFERENCE_BACKLOG
+                    .with_label_values(&[temporal.inference_task_queue.as_str()])
+                    .set(n),
+                Err(e) => tracing::debug!(error = %e, "inference backlog not read"),
+            }
+        }
+    })
 }
 
 async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {

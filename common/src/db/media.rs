@@ -131,6 +131,10 @@ pub struct Analysis {
     pub analysis_run_id: Uuid,
     /// The model that was requested.
     pub model_name: String,
+    /// The model that actually answered, when the ML server fell back to another one (`null`:
+    /// the requested model itself).
+    #[schema(required = true, example = json!(null))]
+    pub model_used: Option<String>,
     pub status: AnalysisStatus,
     /// `REAL` or `FAKE` once completed, `N/A` otherwise.
     #[schema(example = "FAKE")]
@@ -474,8 +478,8 @@ async fn attach_analyses(db: &sqlx::PgPool, runs: Vec<RunRow>) -> Result<Vec<Run
     let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
     let analyses = sqlx::query_as!(
         Analysis,
-        r#"SELECT id, analysis_run_id, model_name, status AS "status: AnalysisStatus", prediction, confidence,
-                  error_message, processing_time, media_type, result_payload, created_at, updated_at
+        r#"SELECT id, analysis_run_id, model_name, model_used, status AS "status: AnalysisStatus", prediction,
+                  confidence, error_message, processing_time, media_type, result_payload, created_at, updated_at
            FROM deepfake_analyses WHERE analysis_run_id = ANY($1)
            ORDER BY created_at ASC, model_name ASC"#,
         &ids

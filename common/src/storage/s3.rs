@@ -156,12 +156,43 @@ impl S3Storage {
         match create.send().await {
             Ok(_) => {
                 tracing::info!(bucket, "S3 bucket created");
+                self.abort_stale_multipart_uploads().await;
                 Ok(())
             }
             // Another process created it at the same moment.
             Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou")) => Ok(()),
             Err(e) => Err(anyhow::anyhow!("{}", describe(&e)))
                 .with_context(|| format!("S3 bucket {bucket:?} does not exist and could not be created")),
+        }
+    }
+
+    /// Sets an `AbortIncompleteMultipartUpload` lifecycle rule (one day) on a bucket this process
+    /// created, so that uploads interrupted by a crash do not stay in the bucket forever.
+    /// Operators set the same rule on existing buckets (`docs/deploying.md`).
+    async fn abort_stale_multipart_uploads(&self) {
+        use aws_sdk_s3::types::{
+            AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule,
+            LifecycleRuleFilter,
+        };
+        let rule = LifecycleRule::builder()
+            .id("abort-incomplete-multipart-uploads")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .abort_incomplete_multipart_upload(AbortIncompleteMultipartUpload::builder().days_after_initiation(1).build())
+            .build();
+        let config = match rule.map(|r| BucketLifecycleConfiguration::builder().rules(r).build()) {
+            Ok(Ok(c)) => c,
+            _ => return,
+        };
+        let result = self
+            .client
+            .put_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .lifecycle_configuration(config)
+            .send()
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(bucket = %self.bucket, error = %describe(&e), "lifecycle rule for interrupted uploads not set");
         }
     }
 
