@@ -18,7 +18,7 @@ use crate::conn::ConnKill;
 use crate::error::ApiError;
 use crate::failure::{self, FailureMode};
 use crate::gpu::OverCapacity;
-use crate::simulate::{self, Event, SIMULATED_NOTE, round4};
+use crate::simulate::{self, Event, Outputs, SIMULATED_NOTE, round4};
 use crate::state::{AppState, Failure, LogEntry};
 use crate::upload::{self, MediaField, MediaUpload};
 use crate::{CorrelationId, timestamp};
@@ -241,8 +241,11 @@ async fn infer(state: &AppState, progress: &Progress<'_>, call: Inference<'_>, m
     let used_progress = Progress { model: &used.name, ..*progress };
     let latency = used.latency.mul_f64(state.config.latency_scale);
     let verdict = failure::verdict_for(&upload.markers, &used.name);
-    let full_heatmap = state.config.full_heatmaps || used.full_heatmap;
-    let mut sim = simulate::simulate(&upload.sha256, used, media, verdict, &upload.head, full_heatmap);
+    let outputs = Outputs {
+        full_heatmap: state.config.full_heatmaps || used.full_heatmap,
+        per_frame_predictions: state.config.per_frame_predictions,
+    };
+    let mut sim = simulate::simulate(&upload.sha256, used, media, verdict, &upload.head, outputs);
     if fallback {
         let note =
             format!("Primary model '{}' failed. Used fallback model '{}'. | {SIMULATED_NOTE}", primary.name, used.name);
@@ -348,7 +351,7 @@ async fn fail(
             let start = Instant::now();
             let latency = model.latency.mul_f64(state.config.latency_scale);
             let verdict = failure::verdict_for(&upload.markers, &model.name);
-            let sim = simulate::simulate(&upload.sha256, model, media, verdict, &upload.head, false);
+            let sim = simulate::simulate(&upload.sha256, model, media, verdict, &upload.head, Outputs::default());
             let events = simulate::schedule(model.profile, &model.name, &sim);
             progress.run(&events, events.len() / 2, latency, start).await;
             return std::future::pending().await;

@@ -27,10 +27,12 @@ Usage: ml-standin [--flag value | --flag=value]...
   --capacity <n>              STANDIN_CAPACITY              concurrent inferences of the simulated GPU (default unlimited)
   --over-capacity <how>       STANDIN_OVER_CAPACITY         queue (wait for a slot) or fail (500 out of memory); default queue
   --full-heatmaps <bool>      STANDIN_FULL_HEATMAPS         image-heatmap results at full image resolution (default false)
+  --per-frame-predictions <bool>
+                              STANDIN_PER_FRAME_PREDICTIONS video frame_predictions for all 300 frames (default false)
 ";
 
 /// Flags and their environment variables, in `--help` order.
-const FLAGS: [(&str, &str); 13] = [
+const FLAGS: [(&str, &str); 14] = [
     ("listen", "STANDIN_LISTEN"),
     ("api-key", "API_KEY"),
     ("catalogue", "STANDIN_CATALOGUE"),
@@ -44,10 +46,11 @@ const FLAGS: [(&str, &str); 13] = [
     ("capacity", "STANDIN_CAPACITY"),
     ("over-capacity", "STANDIN_OVER_CAPACITY"),
     ("full-heatmaps", "STANDIN_FULL_HEATMAPS"),
+    ("per-frame-predictions", "STANDIN_PER_FRAME_PREDICTIONS"),
 ];
 
 /// Boolean flags: given bare, they mean `true`.
-const BOOL_FLAGS: [&str; 2] = ["strict-extensions", "full-heatmaps"];
+const BOOL_FLAGS: [&str; 3] = ["strict-extensions", "full-heatmaps", "per-frame-predictions"];
 
 /// The stand-in's settings, parsed into real types.
 #[derive(Debug, Clone)]
@@ -71,6 +74,8 @@ pub struct Config {
     /// `image-heatmap` results carry a height × width heatmap for every model, not only for
     /// catalogue entries with `full_heatmap`.
     pub full_heatmaps: bool,
+    /// Video results list a prediction for every frame, not one per unit (window, sequence…).
+    pub per_frame_predictions: bool,
 }
 
 /// What the command line asks for.
@@ -103,6 +108,7 @@ impl Config {
             capacity: None,
             over_capacity: OverCapacity::Queue,
             full_heatmaps: false,
+            per_frame_predictions: false,
         }
     }
 
@@ -202,6 +208,9 @@ impl Config {
         if let Some(v) = parsed("full-heatmaps", "true or false", &|v| parse_bool(v).is_some())? {
             config.full_heatmaps = parse_bool(&v).unwrap_or(false);
         }
+        if let Some(v) = parsed("per-frame-predictions", "true or false", &|v| parse_bool(v).is_some())? {
+            config.per_frame_predictions = parse_bool(&v).unwrap_or(false);
+        }
         Ok(Command::Run(Box::new(config)))
     }
 }
@@ -260,6 +269,11 @@ mod tests {
         let c = run(&[], &[("API_KEY", "k"), ("STANDIN_FULL_HEATMAPS", "true"), ("STANDIN_CAPACITY", " ")]);
         assert!(c.full_heatmaps);
         assert_eq!(c.capacity, None);
+        assert!(!c.per_frame_predictions);
+        let c = run(&["--per-frame-predictions", "--api-key", "k"], &[]);
+        assert!(c.per_frame_predictions);
+        let c = run(&[], &[("API_KEY", "k"), ("STANDIN_PER_FRAME_PREDICTIONS", "yes")]);
+        assert!(c.per_frame_predictions);
     }
 
     #[test]

@@ -77,6 +77,7 @@ fn configuration(state: &AppState) -> Value {
         "capacity": c.capacity,
         "over_capacity": c.over_capacity,
         "full_heatmaps": c.full_heatmaps,
+        "per_frame_predictions": c.per_frame_predictions,
         "progress_events": state.publisher.enabled(),
         "progress_channel": c.channel,
     })

@@ -2,8 +2,9 @@
 //! (`shared/spec/ml-server.md` §1–§9) with **simulated** results. It is not a detector: every
 //! verdict is derived from a hash of the uploaded bytes.
 //!
-//! It owns the model catalogue, deterministic result generation, progress events on Redis and
-//! failure injection; the backend talks to it exactly as to the real ML server.
+//! It owns the model catalogue, deterministic result generation, progress events on Redis,
+//! failure injection and a simulated GPU of limited capacity; the backend talks to it exactly as
+//! to the real ML server.
 
 pub mod analyze;
 pub mod catalogue;

@@ -11,6 +11,8 @@
 //!    cells in dB [−80, 0) row by row; image (`image-heatmap` only): 8 × 8 cells
 //!    `clamp(p + u, 0, 1)` row by row, or height × width cells (sides capped at 8192) when full
 //!    heatmaps are asked for.
+//!    With per-frame predictions, video `frame_predictions` lists every frame of the simulated
+//!    300-frame video, frame i taking the score of unit `floor(i × units / 300)` (no extra draws).
 //! 4. `prediction` = FAKE iff `p > 0.5`; `confidence` = `max(p, 1 − p)`. Scores, confidences and
 //!    metrics are rounded to 4 decimals, audio figures in Hz or dB to 2.
 
@@ -140,15 +142,23 @@ pub fn seed(sha256: &[u8; 32], model: &str) -> (f64, SplitMix64) {
     (p, SplitMix64::new(u64::from_be_bytes(second)))
 }
 
-/// Simulates `entry` analysing an upload with hash `sha256` whose first bytes are `head`;
-/// `full_heatmap` asks `image-heatmap` for a heatmap at the image's resolution.
+/// How large the result's arrays are: the contract's minimum, or the size the real server gives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outputs {
+    /// `image-heatmap`: `heatmap_scores` at the image's resolution, not 8 × 8.
+    pub full_heatmap: bool,
+    /// Video: one `frame_predictions` entry per frame, not per unit.
+    pub per_frame_predictions: bool,
+}
+
+/// Simulates `entry` analysing an upload with hash `sha256` whose first bytes are `head`.
 pub fn simulate(
     sha256: &[u8; 32],
     entry: &ModelEntry,
     media: MediaType,
     verdict: Option<Verdict>,
     head: &[u8],
-    full_heatmap: bool,
+    outputs: Outputs,
 ) -> Simulation {
     let (hashed_p, mut rng) = seed(sha256, &entry.name);
     let p = match verdict {
@@ -174,9 +184,9 @@ pub fn simulate(
         heatmap: None,
     };
     match shape(entry.profile, media) {
-        Shape::Video(profile) => video(&mut sim, profile, p, &mut rng),
+        Shape::Video(profile) => video(&mut sim, profile, p, &mut rng, outputs.per_frame_predictions),
         Shape::Audio { scattering } => audio(&mut sim, scattering, &mut rng),
-        Shape::Image { heatmap } => image_fields(&mut sim, heatmap.then_some(full_heatmap), p, &rng, head),
+        Shape::Image { heatmap } => image_fields(&mut sim, heatmap.then_some(outputs.full_heatmap), p, &rng, head),
     }
     sim
 }
@@ -185,7 +195,7 @@ fn mean(xs: &[f64]) -> f64 {
     if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 }
 }
 
-fn video(sim: &mut Simulation, profile: Profile, p: f64, rng: &mut SplitMix64) {
+fn video(sim: &mut Simulation, profile: Profile, p: f64, rng: &mut SplitMix64, per_frame: bool) {
     let units: usize = match profile {
         Profile::Siglip => 50,
         Profile::Efficientnet => 300,
@@ -245,11 +255,14 @@ fn video(sim: &mut Simulation, profile: Profile, p: f64, rng: &mut SplitMix64) {
         }),
         _ => json!({ "final_average_score": average }),
     };
-    let predictions: Vec<Value> = scores
-        .iter()
-        .enumerate()
-        .map(|(index, score)| json!({"index": index, "score": score, "prediction": label(*score > 0.5)}))
-        .collect();
+    let prediction =
+        |index: usize, score: f64| json!({"index": index, "score": score, "prediction": label(score > 0.5)});
+    let predictions: Vec<Value> = if per_frame {
+        let frames = VIDEO_FRAMES as usize;
+        (0..frames).map(|i| prediction(i, scores[i * units / frames])).collect()
+    } else {
+        scores.iter().enumerate().map(|(index, score)| prediction(index, *score)).collect()
+    };
     sim.total_frames = frame_count;
     let d = &mut sim.data;
     d.insert("frame_count".into(), json!(frame_count));
@@ -564,9 +577,11 @@ mod tests {
 
     #[test]
     fn verdict_markers_force_p() {
-        let sim = simulate(&[1; 32], &entry(Profile::Siglip), MediaType::Video, Some(Verdict::Fake), b"", false);
+        let sim =
+            simulate(&[1; 32], &entry(Profile::Siglip), MediaType::Video, Some(Verdict::Fake), b"", Outputs::default());
         assert_eq!((sim.prediction, sim.confidence), ("FAKE", 0.9));
-        let sim = simulate(&[1; 32], &entry(Profile::Siglip), MediaType::Video, Some(Verdict::Real), b"", false);
+        let sim =
+            simulate(&[1; 32], &entry(Profile::Siglip), MediaType::Video, Some(Verdict::Real), b"", Outputs::default());
         assert_eq!((sim.prediction, sim.confidence), ("REAL", 0.9));
     }
 
@@ -580,7 +595,7 @@ mod tests {
             (Profile::VideoGeneric, 30, None),
             (Profile::Lipfd, 200, None),
         ] {
-            let sim = simulate(&[3; 32], &entry(profile), MediaType::Video, None, b"", false);
+            let sim = simulate(&[3; 32], &entry(profile), MediaType::Video, None, b"", Outputs::default());
             assert_eq!(sim.data["frames_analyzed"], json!(units), "{profile:?}");
             assert_eq!(sim.data["frame_count"], json!(frames), "{profile:?}");
             let preds = sim.data["frame_predictions"].as_array().expect("array");
@@ -595,16 +610,38 @@ mod tests {
 
     #[test]
     fn schedules_have_the_documented_lengths() {
-        let sim = |p| simulate(&[5; 32], &entry(p), MediaType::Video, None, b"", false);
+        let sim = |p| simulate(&[5; 32], &entry(p), MediaType::Video, None, b"", Outputs::default());
         assert_eq!(schedule(Profile::Siglip, "M", &sim(Profile::Siglip)).len(), 52);
         assert_eq!(schedule(Profile::Efficientnet, "M", &sim(Profile::Efficientnet)).len(), 64);
         assert_eq!(schedule(Profile::Colorcues, "M", &sim(Profile::Colorcues)).len(), 10);
         assert_eq!(schedule(Profile::Eyeblink, "M", &sim(Profile::Eyeblink)).len(), 30);
         assert!(schedule(Profile::Lipfd, "M", &sim(Profile::Lipfd)).is_empty());
-        let audio = simulate(&[5; 32], &entry(Profile::Scattering), MediaType::Audio, None, b"", false);
+        let audio = simulate(&[5; 32], &entry(Profile::Scattering), MediaType::Audio, None, b"", Outputs::default());
         let events = schedule(Profile::Scattering, "M", &audio);
         assert_eq!(events.iter().filter(|e| !e.needs_user).count(), 4);
         assert_eq!(events.len(), 6);
+    }
+
+    const FULL: Outputs = Outputs { full_heatmap: true, per_frame_predictions: false };
+
+    #[test]
+    fn per_frame_predictions_spread_the_unit_scores_over_300_frames() {
+        let per_frame = Outputs { full_heatmap: false, per_frame_predictions: true };
+        for profile in [Profile::Siglip, Profile::Colorcues, Profile::Lipfd, Profile::Efficientnet] {
+            let units = simulate(&[4; 32], &entry(profile), MediaType::Video, None, b"", Outputs::default());
+            let frames = simulate(&[4; 32], &entry(profile), MediaType::Video, None, b"", per_frame);
+            let by_unit = units.data["frame_predictions"].as_array().expect("array");
+            let by_frame = frames.data["frame_predictions"].as_array().expect("array");
+            assert_eq!(by_frame.len(), 300, "{profile:?}");
+            for (i, f) in by_frame.iter().enumerate() {
+                assert_eq!(f["index"], json!(i));
+                assert_eq!(f["score"], by_unit[i * by_unit.len() / 300]["score"], "{profile:?} frame {i}");
+            }
+            // Everything else is the per-unit result.
+            for key in ["prediction", "confidence", "frames_analyzed", "frame_count", "metrics"] {
+                assert_eq!(frames.data[key], units.data[key], "{profile:?} {key}");
+            }
+        }
     }
 
     fn png_head(width: u32, height: u32) -> Vec<u8> {
@@ -617,7 +654,7 @@ mod tests {
     #[test]
     fn success_bodies_are_the_envelope_with_the_heatmap_in_place() {
         let head = png_head(3, 2);
-        let sim = simulate(&[9; 32], &entry(Profile::ImageHeatmap), MediaType::Image, None, &head, false);
+        let sim = simulate(&[9; 32], &entry(Profile::ImageHeatmap), MediaType::Image, None, &head, Outputs::default());
         let body: Value = serde_json::from_slice(&sim.success_body("M", "2025-01-01T00:00:00.000000")).expect("json");
         assert_eq!(body["success"], true);
         assert_eq!(body["model_used"], "M");
@@ -643,10 +680,10 @@ mod tests {
             (0..8).map(|_| (0..8).map(|_| round4((p + rng.range(-0.15, 0.15)).clamp(0.0, 1.0))).collect()).collect();
         assert_eq!(data["heatmap_scores"], json!(expected));
 
-        let full = simulate(&[9; 32], &entry(Profile::ImageHeatmap), MediaType::Image, None, &head, true);
+        let full = simulate(&[9; 32], &entry(Profile::ImageHeatmap), MediaType::Image, None, &head, FULL);
         let body: Value = serde_json::from_slice(&full.success_body("M", "t")).expect("json");
         assert_eq!(body["data"]["heatmap_scores"], json!([expected[0][..3], expected[0][3..6]]));
-        let generic = simulate(&[9; 32], &entry(Profile::ImageGeneric), MediaType::Image, None, &head, true);
+        let generic = simulate(&[9; 32], &entry(Profile::ImageGeneric), MediaType::Image, None, &head, FULL);
         let body: Value = serde_json::from_slice(&generic.success_body("M", "t")).expect("json");
         assert!(body["data"]["heatmap_scores"].is_null());
     }

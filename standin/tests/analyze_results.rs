@@ -307,3 +307,23 @@ async fn full_heatmaps_have_one_cell_per_pixel_of_the_uploaded_image() {
     let generic = call("CROSS-EFFICIENT-VIT-IMG", &everywhere).await;
     assert!(generic["data"]["heatmap_scores"].is_null());
 }
+
+#[tokio::test]
+async fn per_frame_predictions_list_every_frame_while_the_units_stay_the_same() {
+    let mut c = config();
+    c.per_frame_predictions = true;
+    let s = spawn(c).await;
+    let (status, body) = s.analyze_json(form("v.mp4", video_bytes("per-frame"), Some("SIGLIP-LSTM-V4"))).await;
+    assert_eq!(status, 200);
+    let data = common_fields(&body, "SIGLIP-LSTM-V4", "video");
+    assert_eq!(data["frames_analyzed"], 50);
+    let predictions = data["frame_predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 300);
+    assert!(predictions.iter().enumerate().all(|(i, p)| p["index"] == i && is_prob(&p["score"])));
+    // Six frames per window: frames 0–5 carry window 0's score.
+    assert!(predictions[..6].iter().all(|p| p["score"] == predictions[0]["score"]));
+    let plain = spawn(config()).await;
+    let (_, unit_body) = plain.analyze_json(form("v.mp4", video_bytes("per-frame"), Some("SIGLIP-LSTM-V4"))).await;
+    assert_eq!(unit_body["data"]["frame_predictions"][1]["score"], predictions[6]["score"]);
+    assert_eq!(unit_body["data"]["metrics"], data["metrics"]);
+}
