@@ -306,6 +306,8 @@ async fn main() -> anyhow::Result<()> {
         ("SERVER_URL", ml_url),
         ("SERVER_API_KEY", ML_KEY.to_string()),
         ("LOCAL_STORAGE_PATH", storage_root.to_string_lossy().into_owned()),
+        // The engine's throughput: an ML server without a capacity limit and without latency.
+        ("ML_CAPACITY", "100".to_string()),
     ] {
         vars.insert(k.to_string(), v);
     }
