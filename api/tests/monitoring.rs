@@ -339,13 +339,20 @@ async fn the_reconciler_finalizes_runs_per_the_workflow_it_finds() {
 
     let (status, v) = ops.post("/api/v1/monitoring/check-stuck-runs").await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["data"], json!({"checked": 5, "finalized": 2}));
-    assert_eq!(v["message"], "Checked 5 runs and finalized 2 stuck runs.");
+    // Both queued runs without a workflow are started (a start is idempotent: same workflow id).
+    assert_eq!(v["data"], json!({"checked": 5, "finalized": 1, "started": 2}));
+    assert_eq!(v["message"], "Checked 5 runs and finalized 1 stuck runs.");
 
     let a = |s: &str| s.to_string();
-    let (st, err, rows) = ops.run_state(never_started).await;
-    assert_eq!((st.as_str(), err.as_deref()), ("ANALYZED", Some("Analysis workflow could not be started")));
-    assert_eq!(rows[1], (a("B"), a("FAILED"), Some(a("Analysis workflow could not be started"))));
+    // A queued run without a workflow (Temporal was away) is started, not failed.
+    let (st, err, _) = ops.run_state(never_started).await;
+    assert_eq!((st.as_str(), err.as_deref()), ("QUEUED", None));
+    let never_started_wf: String = sqlx::query_scalar("SELECT workflow_id FROM analysis_runs WHERE id = $1")
+        .bind(never_started)
+        .fetch_one(&ops.app.db)
+        .await
+        .expect("workflow id");
+    ops.cli(&["workflow", "describe", "--workflow-id", &never_started_wf]);
     let (st, err, rows) = ops.run_state(terminated).await;
     assert_eq!((st.as_str(), err.as_deref()), ("ANALYZED", Some("Analysis workflow was terminated")));
     assert_eq!(rows[0], (a("A"), a("COMPLETED"), None));
@@ -357,6 +364,7 @@ async fn the_reconciler_finalizes_runs_per_the_workflow_it_finds() {
     // A second pass (or another worker's) finds nothing more to do.
     let (_, v) = ops.post("/api/v1/monitoring/check-stuck-runs").await;
     assert_eq!(v["data"]["finalized"], 0);
+    assert_eq!(v["data"]["started"], 0);
 }
 
 #[tokio::test]

@@ -60,7 +60,7 @@ async fn two_workers_never_exceed_the_ml_servers_capacity() {
 async fn one_users_backlog_does_not_hold_up_another_users_upload() {
     let mut config = standin_with(&["--capacity", "2"]);
     config.catalogue = Catalogue::parse(
-        r#"[{"name": "IMG-ONLY", "isImage": true, "profile": "image-generic", "latency_ms": 400}]"#,
+        r#"[{"name": "IMG-ONLY", "isImage": true, "profile": "image-generic", "latency_ms": 1000}]"#,
         Format::Json,
     )
     .expect("catalogue");
@@ -71,19 +71,8 @@ async fn one_users_backlog_does_not_hold_up_another_users_upload() {
     // User A uploads 30 items; once they wait for the GPU, user B uploads one.
     let mut a_runs = Vec::new();
     for _ in 0..30 {
-        a_runs.push(p.analyse(Kind::Image, "").await);
+        a_runs.push(p.create_media(Kind::Image, "").await);
     }
-    eventually(Duration::from_secs(60), || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deepfake_analyses WHERE status IN ('PENDING', 'RUNNING')",
-        )
-        .fetch_one(&p.pool)
-        .await
-        .unwrap_or(0);
-        (waiting >= 20).then_some(())
-    })
-    .await
-    .expect("A's backlog forms");
     let user_b = Uuid::new_v4();
     sqlx::query("INSERT INTO users (id, email, first_name, last_name, password_hash) VALUES ($1, $2, 'Bo', 'B', 'x')")
         .bind(user_b)
@@ -92,7 +81,20 @@ async fn one_users_backlog_does_not_hold_up_another_users_upload() {
         .await
         .expect("user B");
     p.user_id = user_b;
-    let b_run = p.analyse(Kind::Image, "").await;
+    let b_run = p.create_media(Kind::Image, "").await;
+    for run in &a_runs {
+        p.start(run).await;
+    }
+    eventually(Duration::from_secs(60), || async {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM deepfake_analyses WHERE status = 'PENDING'")
+            .fetch_one(&p.pool)
+            .await
+            .unwrap_or(0);
+        (waiting >= 20).then_some(())
+    })
+    .await
+    .expect("A's backlog forms");
+    p.start(&b_run).await;
 
     assert_eq!(p.finished_run(b_run.run_id).await.status, RunStatus::Analyzed);
     for run in &a_runs {

@@ -33,17 +33,28 @@ fn standin_with_model(latency_ms: u64) -> drishtiksha_standin::Config {
     config
 }
 
-/// A `worker` process with the pipeline's environment; killed on drop.
+/// A `worker` process with the pipeline's environment, logging to a file in the pipeline's
+/// storage folder (shown when a test fails); killed on drop.
 struct WorkerProcess(Child);
 
 impl WorkerProcess {
     fn start(p: &Pipeline) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(worker_log(p))
+            .expect("worker log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
-        command.env_clear().current_dir(std::env::temp_dir()).stdout(Stdio::null()).stderr(Stdio::null());
+        command
+            .env_clear()
+            .current_dir(std::env::temp_dir())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null());
         for (k, v) in p.worker_env() {
             command.env(k, v);
         }
-        command.env("RECONCILE_INTERVAL", "1h");
+        command.env("RECONCILE_INTERVAL", "1h").env("RUST_LOG", "info");
         Self(command.spawn().expect("worker starts"))
     }
 
@@ -61,6 +72,17 @@ impl WorkerProcess {
         .expect("the worker exits")
         .code()
     }
+}
+
+fn worker_log(p: &Pipeline) -> std::path::PathBuf {
+    p.storage_root.with_extension("worker.log")
+}
+
+/// The last lines the worker processes of a pipeline logged.
+fn log_tail(p: &Pipeline) -> String {
+    let text = std::fs::read_to_string(worker_log(p)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 impl Drop for WorkerProcess {
@@ -162,12 +184,17 @@ async fn a_worker_killed_three_times_mid_call_costs_no_attempt() {
     for kill in 1..=3 {
         eventually(Duration::from_secs(90), || async { (in_flight(&p).await > 0).then_some(()) })
             .await
-            .unwrap_or_else(|_| panic!("a model call is under way before kill {kill}"));
+            .unwrap_or_else(|_| panic!("a model call is under way before kill {kill}; worker log:\n{}", log_tail(&p)));
         worker.signal("-KILL");
         let _ = worker.exit_code(Duration::from_secs(10)).await;
         worker = WorkerProcess::start(&p);
     }
-    let rows = all_finished(&p, &runs, Duration::from_secs(180)).await;
+    for run in &runs {
+        eventually(Duration::from_secs(180), || async { p.run_row(run.run_id).await.status.is_terminal().then_some(()) })
+            .await
+            .unwrap_or_else(|_| panic!("run {} ends; worker log:\n{}", run.run_id, log_tail(&p)));
+    }
+    let rows = all_finished(&p, &runs, Duration::from_secs(10)).await;
     for (run, row) in runs.iter().zip(&rows) {
         assert_eq!(row.status, RunStatus::Analyzed);
         let analyses = p.analyses(run.run_id).await;
@@ -186,7 +213,7 @@ async fn sigterm_lets_the_call_in_flight_finish_on_the_same_worker() {
     let mut worker = WorkerProcess::start(&p);
     eventually(Duration::from_secs(60), || async { (in_flight(&p).await > 0).then_some(()) })
         .await
-        .expect("the model call is under way");
+        .unwrap_or_else(|_| panic!("the model call is under way; worker log:\n{}", log_tail(&p)));
     worker.signal("-TERM");
     assert_eq!(worker.exit_code(Duration::from_secs(45)).await, Some(0), "a clean exit after the call");
     let standin = p.standin.as_ref().expect("stand-in").url.clone();
