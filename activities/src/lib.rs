@@ -448,7 +448,11 @@ impl AnalysisActivities {
     /// costs the inference again: a retry finds the kept answer and returns it without calling.
     /// The database is only used best-effort here (marking the row RUNNING).
     #[activity]
-    pub async fn infer(self: Arc<Self>, ctx: ActivityContext, input: InferRequest) -> Result<InferOutcome, ActivityError> {
+    pub async fn infer(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: InferRequest,
+    ) -> Result<InferOutcome, ActivityError> {
         let model = input.model.as_str();
         let attempt_i32 = i32::try_from(input.attempt).unwrap_or(i32::MAX);
         let span = tracing::info_span!("infer", workflow_id = workflow_id(&ctx), run_id = %input.run_id,
@@ -554,7 +558,8 @@ impl AnalysisActivities {
             return Ok(Recorded::Gone);
         };
         let attempt = i32::try_from(input.attempt).unwrap_or(i32::MAX);
-        let Some(analysis_id) = runs::complete_model(&self.db, run.run_id, &input.model, attempt, &result).await? else {
+        let Some(analysis_id) = runs::complete_model(&self.db, run.run_id, &input.model, attempt, &result).await?
+        else {
             return Ok(Recorded::Gone);
         };
         tracing::info!(workflow_id = workflow_id(&ctx), run_id = %run.run_id, media.id = %run.media_id,

@@ -26,9 +26,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use drishtiksha_common::patience::until_ready;
 use drishtiksha_common::config::ApiConfig;
 use drishtiksha_common::db;
+use drishtiksha_common::patience::until_ready;
 use drishtiksha_common::redis_conn::RedisHandle;
 use drishtiksha_common::storage::Storage;
 

@@ -55,8 +55,7 @@ impl AppState {
     /// The run reconciler, for the maintenance endpoints.
     pub async fn reconciler(&self) -> anyhow::Result<Reconciler> {
         let mut reconciler = Reconciler::new(self.db.clone(), self.temporal().await?, self.events.clone());
-        reconciler.starter =
-            Some(drishtiksha_workflows::run_starter(self.config.common.temporal.task_queue.clone()));
+        reconciler.starter = Some(drishtiksha_workflows::run_starter(self.config.common.temporal.task_queue.clone()));
         Ok(reconciler)
     }
 

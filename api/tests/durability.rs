@@ -17,11 +17,8 @@ const ML_KEY: &str = "durability-ml-key";
 const CATALOGUE: &str = r#"[{"name": "IMG-ONLY", "isImage": true, "profile": "image-generic", "latency_ms": 200}]"#;
 
 fn spawn(bin: &Path, env: &HashMap<String, String>, logs: &Path, name: &str) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(logs.join(format!("{name}.log")))
-        .expect("log file");
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log"))).expect("log file");
     Command::new(bin)
         .envs(env)
         .current_dir(logs)
@@ -103,7 +100,9 @@ impl Stack {
         let email = format!("durable-{}@example.com", Uuid::new_v4().simple());
         let r = http
             .post(format!("http://{}/api/v1/auth/signup", self.api))
-            .json(&json!({"email": email, "password": "correct-horse-battery", "firstName": "Dee", "lastName": "Rable"}))
+            .json(
+                &json!({"email": email, "password": "correct-horse-battery", "firstName": "Dee", "lastName": "Rable"}),
+            )
             .send()
             .await
             .expect("signup");

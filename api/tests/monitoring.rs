@@ -294,7 +294,10 @@ async fn queue_status_counts_open_and_closed_executions_from_visibility() {
     .await
     .expect("visibility caught up");
     assert_eq!(v["message"], "Processing queue status retrieved successfully.");
-    assert_eq!(v["data"], json!({"pending": 1, "active": 1, "completed": 0, "failed": 1, "delayed": 0}));
+    assert_eq!(
+        v["data"],
+        json!({"pending": 1, "active": 1, "completed": 0, "failed": 1, "delayed": 0, "inferenceBacklog": 0})
+    );
 }
 
 #[tokio::test]

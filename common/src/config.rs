@@ -507,8 +507,7 @@ impl WorkerConfig {
                 return Err(err("WORKER_ROLE", format!("must be all, orchestration or inference, got {other:?}")));
             }
         };
-        let max_concurrent_activities =
-            v.parse("WORKER_MAX_CONCURRENT_ACTIVITIES", 100usize, "a positive integer")?;
+        let max_concurrent_activities = v.parse("WORKER_MAX_CONCURRENT_ACTIVITIES", 100usize, "a positive integer")?;
         let ml_capacity = v.parse("ML_CAPACITY", 1usize, "a positive number of concurrent inferences")?;
         if ml_capacity == 0 || max_concurrent_activities == 0 {
             return Err(err("ML_CAPACITY", "and WORKER_MAX_CONCURRENT_ACTIVITIES must be positive"));

@@ -15,9 +15,9 @@ use temporalio_client::errors::WorkflowInteractionError;
 use temporalio_client::{Client, UntypedWorkflow, WorkflowDescribeOptions, WorkflowExecutionStatus};
 use uuid::Uuid;
 
-use crate::{MediaType, RunStatus};
 use crate::db::runs::{self, Finalization};
 use crate::events::{self, EventPublisher};
+use crate::{MediaType, RunStatus};
 
 pub const MSG_NOT_STARTED: &str = "Analysis workflow could not be started";
 pub const MSG_FAILED: &str = "Analysis workflow failed";
@@ -174,7 +174,12 @@ impl Reconciler {
         }
         lock.commit().await?;
         if report.finalized > 0 || report.started > 0 {
-            tracing::info!(checked = report.checked, finalized = report.finalized, started = report.started, "reconciler pass");
+            tracing::info!(
+                checked = report.checked,
+                finalized = report.finalized,
+                started = report.started,
+                "reconciler pass"
+            );
         }
         Ok(report)
     }

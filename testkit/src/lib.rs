@@ -362,16 +362,10 @@ impl PostgresServer {
             anyhow::ensure!(status.success(), "chown of the cluster directory failed");
         }
         let data = server.dir.join("data");
-        server.run(&server.bin.join("initdb"), &[
-            "-D",
-            &data.to_string_lossy(),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ])?;
+        server.run(
+            &server.bin.join("initdb"),
+            &["-D", &data.to_string_lossy(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        )?;
         server.resume()?;
         Ok(server)
     }

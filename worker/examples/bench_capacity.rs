@@ -147,9 +147,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let batch_off = started.elapsed();
-    let failed_models: i64 = sqlx::query_scalar("SELECT count(*) FROM deepfake_analyses WHERE status = 'FAILED'")
-        .fetch_one(&p.pool)
-        .await?;
+    let failed_models: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deepfake_analyses WHERE status = 'FAILED'").fetch_one(&p.pool).await?;
     let stats = gpu(&p).await;
     println!(
         "| without capacity control (GPU fails calls beyond {CAPACITY}, as out of memory) | {} calls refused, {failed_models} of {} model results FAILED, {analyzed}/{runs} runs ANALYZED, batch {:.1} s (with control: {:.1} s) | — |",

@@ -23,7 +23,9 @@ fn standin(latency_ms: u64) -> drishtiksha_standin::Config {
     let mut config = standin_config();
     config.latency_scale = 1.0;
     config.catalogue = Catalogue::parse(
-        &format!(r#"[{{"name": "IMG-DETECTOR", "isImage": true, "profile": "image-generic", "latency_ms": {latency_ms}}}]"#),
+        &format!(
+            r#"[{{"name": "IMG-DETECTOR", "isImage": true, "profile": "image-generic", "latency_ms": {latency_ms}}}]"#
+        ),
         Format::Json,
     )
     .expect("catalogue");
@@ -55,15 +57,17 @@ async fn outcome(p: &Pipeline, runs: &[TestRun], standin_url: &str) -> anyhow::R
             }
         }
     }
-    let duplicates: i64 = sqlx::query_scalar(
-        "SELECT count(*) - count(DISTINCT (analysis_run_id, model_name)) FROM deepfake_analyses",
-    )
-    .fetch_one(&p.pool)
-    .await?;
+    let duplicates: i64 =
+        sqlx::query_scalar("SELECT count(*) - count(DISTINCT (analysis_run_id, model_name)) FROM deepfake_analyses")
+            .fetch_one(&p.pool)
+            .await?;
     let log = standin_json(standin_url, "/__standin/requests").await;
     let mut calls: HashMap<(String, String), usize> = HashMap::new();
     for e in log.as_array().into_iter().flatten() {
-        let key = (e["mediaId"].as_str().unwrap_or_default().to_string(), e["model"].as_str().unwrap_or_default().to_string());
+        let key = (
+            e["mediaId"].as_str().unwrap_or_default().to_string(),
+            e["model"].as_str().unwrap_or_default().to_string(),
+        );
         *calls.entry(key).or_default() += 1;
     }
     let max_calls = calls.values().copied().max().unwrap_or(0);
@@ -153,10 +157,15 @@ async fn main() -> anyhow::Result<()> {
         p.start_worker().await;
         let url = p.standin.as_ref().expect("stand-in").url.clone();
         let o = outcome(&p, &runs, &url).await?;
-        let attempts: i64 = sqlx::query_scalar("SELECT coalesce(max(attempts), 0) FROM deepfake_analyses")
-            .fetch_one(&p.pool)
-            .await?;
-        print(&format!("worker restarted mid-call ({:.0} s to recover; ML attempts recorded: max {attempts})", t0.elapsed().as_secs_f64()), &o);
+        let attempts: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(attempts), 0) FROM deepfake_analyses").fetch_one(&p.pool).await?;
+        print(
+            &format!(
+                "worker restarted mid-call ({:.0} s to recover; ML attempts recorded: max {attempts})",
+                t0.elapsed().as_secs_f64()
+            ),
+            &o,
+        );
     }
 
     // Redis away for the whole batch.

@@ -133,16 +133,16 @@ fn run_worker_thread(config: WorkerConfig, stopper: Stopper, ready: mpsc::Sender
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("worker-rt").build()?;
     rt.block_on(async move {
         let common = &config.common;
-        let pool_size = u32::try_from(config.max_concurrent_activities.max(config.ml_capacity).clamp(5, 20)).unwrap_or(20);
+        let pool_size =
+            u32::try_from(config.max_concurrent_activities.max(config.ml_capacity).clamp(5, 20)).unwrap_or(20);
         let pool = until_ready("Postgres", || async {
             let pool = db::connect(common.database_url.expose(), pool_size).await?;
             db::migrate(&pool).await?;
             Ok::<_, anyhow::Error>(pool)
         })
         .await;
-        let activities = Arc::new(
-            until_ready("the object store", || AnalysisActivities::from_config(&config, pool.clone())).await,
-        );
+        let activities =
+            Arc::new(until_ready("the object store", || AnalysisActivities::from_config(&config, pool.clone())).await);
         let client = connect_temporal(&config).await;
         let runtime = Runtime::from_current_tokio(runtime_options(&config)?)
             .map_err(|e| anyhow::anyhow!("cannot create the Temporal runtime: {e}"))?;
@@ -205,7 +205,10 @@ fn build_workers(
             // A workflow whose worker died moves to another worker after this long.
             .sticky_queue_schedule_to_start_timeout(Duration::from_secs(3))
             .build();
-        workers.push(Worker::new(runtime, client.clone(), options).map_err(|e| anyhow::anyhow!("cannot create the worker: {e}"))?);
+        workers.push(
+            Worker::new(runtime, client.clone(), options)
+                .map_err(|e| anyhow::anyhow!("cannot create the worker: {e}"))?,
+        );
     }
     if config.role.infers() {
         // The ML server's capacity is this worker's activity slots: with one inference worker

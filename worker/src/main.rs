@@ -9,9 +9,9 @@ use axum::Router;
 use axum::routing::get;
 use drishtiksha_common::config::{WorkerConfig, load_dotenv};
 use drishtiksha_common::events::EventPublisher;
+use drishtiksha_common::patience::until_ready;
 use drishtiksha_common::reconcile::Reconciler;
 use drishtiksha_common::redis_conn::RedisHandle;
-use drishtiksha_common::patience::until_ready;
 use drishtiksha_common::{db, telemetry};
 use drishtiksha_worker::{SDK_METRICS_ADDR, connect_temporal, spawn_worker};
 
@@ -102,8 +102,12 @@ fn spawn_backlog_gauge(config: WorkerConfig) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tick.tick().await;
-            match drishtiksha_common::temporal::activity_backlog(&client, &temporal.namespace, &temporal.inference_task_queue)
-                .await
+            match drishtiksha_common::temporal::activity_backlog(
+                &client,
+                &temporal.namespace,
+                &temporal.inference_task_queue,
+            )
+            .await
             {
                 Ok(n) => drishtiksha_common::metrics::INFERENCE_BACKLOG
                     .with_label_values(&[temporal.inference_task_queue.as_str()])

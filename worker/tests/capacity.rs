@@ -109,7 +109,10 @@ async fn one_users_backlog_does_not_hold_up_another_users_upload() {
     .fetch_one(&p.pool)
     .await
     .expect("order");
-    assert!(finished_before_b < 10, "B's run finished after {finished_before_b} of A's 30 runs (bound: before A's 10th)");
+    assert!(
+        finished_before_b < 10,
+        "B's run finished after {finished_before_b} of A's 30 runs (bound: before A's 10th)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,9 @@ use temporalio_client::WorkflowQueryOptions;
 /// One image model whose inference takes `latency_ms`.
 fn one_image_model(latency_ms: u64) -> Catalogue {
     Catalogue::parse(
-        &format!(r#"[{{"name": "IMG-DETECTOR", "isImage": true, "profile": "image-generic", "latency_ms": {latency_ms}}}]"#),
+        &format!(
+            r#"[{{"name": "IMG-DETECTOR", "isImage": true, "profile": "image-generic", "latency_ms": {latency_ms}}}]"#
+        ),
         Format::Json,
     )
     .expect("catalogue")
@@ -39,11 +41,7 @@ struct WorkerProcess(Child);
 
 impl WorkerProcess {
     fn start(p: &Pipeline) -> Self {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(worker_log(p))
-            .expect("worker log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(worker_log(p)).expect("worker log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
         command
             .env_clear()
@@ -162,10 +160,8 @@ async fn postgres_stopped_while_models_answer_costs_no_inference_and_every_run_i
         assert_eq!(a.attempts, 1, "the outage is not an ML attempt");
         assert!(a.error_message.is_none());
         // The row holds the ML server's answer as it was given.
-        let kept = std::fs::read(
-            p.storage_root.join(drishtiksha_activities::result_key(run.run_id, "IMG-DETECTOR")),
-        )
-        .expect("the answer is kept in storage");
+        let kept = std::fs::read(p.storage_root.join(drishtiksha_activities::result_key(run.run_id, "IMG-DETECTOR")))
+            .expect("the answer is kept in storage");
         let kept: Value = serde_json::from_slice(&kept).expect("kept JSON");
         assert_eq!(a.result_payload.as_ref(), Some(&kept["data"]));
         // Exactly one call per (run, model): none was paid for twice.
@@ -190,9 +186,11 @@ async fn a_worker_killed_three_times_mid_call_costs_no_attempt() {
         worker = WorkerProcess::start(&p);
     }
     for run in &runs {
-        eventually(Duration::from_secs(180), || async { p.run_row(run.run_id).await.status.is_terminal().then_some(()) })
-            .await
-            .unwrap_or_else(|_| panic!("run {} ends; worker log:\n{}", run.run_id, log_tail(&p)));
+        eventually(Duration::from_secs(180), || async {
+            p.run_row(run.run_id).await.status.is_terminal().then_some(())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("run {} ends; worker log:\n{}", run.run_id, log_tail(&p)));
     }
     let rows = all_finished(&p, &runs, Duration::from_secs(10)).await;
     for (run, row) in runs.iter().zip(&rows) {
@@ -258,7 +256,8 @@ async fn an_ml_server_stopped_for_two_minutes_is_waited_for_and_every_run_is_ana
         eventually(Duration::from_secs(30), || waiting(run)).await.expect("the run says it waits for the ML server");
     }
     // …and so does model discovery, once the cached model list is gone.
-    let mut redis = redis::Client::open(p.redis.url()).expect("redis").get_multiplexed_async_connection().await.expect("redis");
+    let mut redis =
+        redis::Client::open(p.redis.url()).expect("redis").get_multiplexed_async_connection().await.expect("redis");
     let keys: Vec<String> = redis::cmd("KEYS").arg("ml_server_stats*").query_async(&mut redis).await.expect("keys");
     for key in keys {
         let _: () = redis::cmd("DEL").arg(key).query_async(&mut redis).await.expect("del");

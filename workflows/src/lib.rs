@@ -192,7 +192,11 @@ enum EarlyEnd {
 }
 
 impl EarlyEnd {
-    async fn finish(self, ctx: &WorkflowContext<MediaAnalysisWorkflow>, run_id: Uuid) -> WorkflowResult<AnalysisResult> {
+    async fn finish(
+        self,
+        ctx: &WorkflowContext<MediaAnalysisWorkflow>,
+        run_id: Uuid,
+    ) -> WorkflowResult<AnalysisResult> {
         match self {
             Self::Finish(error) => finish(ctx, run_id, error).await,
             Self::Cancel => cancel(ctx, run_id).await,
@@ -310,9 +314,7 @@ async fn analyze(ctx: WorkflowContext<MediaAnalysisWorkflow>, info: &RunInfo, mo
             attempt,
             max_attempts,
         };
-        let outcome = ctx
-            .execute_activity(AnalysisActivities::infer, request, options::infer(info, &model))
-            .await;
+        let outcome = ctx.execute_activity(AnalysisActivities::infer, request, options::infer(info, &model)).await;
         match outcome {
             Ok(InferOutcome::Answered(answer)) => {
                 let record = RecordRequest { run_id, model: model.clone(), attempt, result_key: answer.result_key };
@@ -607,7 +609,9 @@ mod options {
             .maximum_attempts(0)
             .build();
         ActivityOptions::with_start_to_close_timeout(Duration::from_secs(settings.analyze_timeout_secs + 60))
-            .maybe_task_queue((!settings.inference_task_queue.is_empty()).then(|| settings.inference_task_queue.clone()))
+            .maybe_task_queue(
+                (!settings.inference_task_queue.is_empty()).then(|| settings.inference_task_queue.clone()),
+            )
             .heartbeat_timeout(Duration::from_secs(settings.heartbeat_timeout_secs.max(2)))
             .retry_policy(retry)
             .priority(priority)

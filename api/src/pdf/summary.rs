@@ -156,7 +156,7 @@ mod tests {
         Analysis {
             id: Uuid::new_v4(),
             analysis_run_id: Uuid::nil(),
-            model_name: "M".into(),
+            model_name: Uuid::new_v4().to_string(),
             model_used: None,
             status,
             prediction: prediction.into(),

@@ -178,7 +178,9 @@ impl S3Storage {
             .id("abort-incomplete-multipart-uploads")
             .status(ExpirationStatus::Enabled)
             .filter(LifecycleRuleFilter::builder().prefix("").build())
-            .abort_incomplete_multipart_upload(AbortIncompleteMultipartUpload::builder().days_after_initiation(1).build())
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder().days_after_initiation(1).build(),
+            )
             .build();
         let config = match rule.map(|r| BucketLifecycleConfiguration::builder().rules(r).build()) {
             Ok(Ok(c)) => c,

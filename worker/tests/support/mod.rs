@@ -128,9 +128,7 @@ pub async fn spawn_standin_on(config: StandinConfig, port: u16) -> Standin {
 pub fn standin_with(flags: &[&str]) -> StandinConfig {
     let mut args = vec!["--api-key", ML_KEY];
     args.extend_from_slice(flags);
-    match StandinConfig::parse(args.iter().map(|a| a.to_string()), |_: &str| None)
-        .expect("valid stand-in flags")
-    {
+    match StandinConfig::parse(args.iter().map(|a| a.to_string()), |_: &str| None).expect("valid stand-in flags") {
         drishtiksha_standin::Command::Run(config) => *config,
         other => panic!("stand-in flags do not run it: {other:?}"),
     }
