@@ -56,6 +56,9 @@ pub async fn run(cli: Cli, ui: Ui) -> Result<u8> {
     let ctx = Ctx { server, token, ui, json: cli.json, no_socket: cli.no_socket };
     match cli.command {
         Command::Login { email, password_stdin } => login(&ctx, email, password_stdin).await,
+        Command::Signup { email, first_name, last_name, password_stdin } => {
+            signup(&ctx, [email, first_name, last_name], password_stdin).await
+        }
         Command::Logout => logout(&ctx).await,
         Command::Whoami => whoami(&ctx).await,
         Command::Analyze { paths, recursive, detach, description } => {
@@ -86,29 +89,57 @@ fn media_id(id: &str) -> Result<&str> {
     }
 }
 
-async fn login(ctx: &Ctx, email: Option<String>, password_stdin: bool) -> Result<u8> {
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    let email = match email {
-        Some(e) => e,
-        None => {
-            if password_stdin || !std::io::stdin().is_terminal() {
-                return Err(CliError::usage("no e-mail given", "pass --email with --password-stdin"));
-            }
-            eprint!("E-mail: ");
-            let _ = std::io::stderr().flush();
-            lines.next().and_then(|l| l.ok()).unwrap_or_default()
-        }
-    };
-    let password = if password_stdin {
-        lines.next().and_then(|l| l.ok()).unwrap_or_default()
-    } else if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("Password: ")
-            .map_err(|e| CliError::usage(format!("cannot read the password: {e}"), "use --password-stdin"))?
-    } else {
+/// A visible answer: the flag's value, else a prompt on the terminal.
+fn ask(value: Option<String>, prompt: &str, flag: &str) -> Result<String> {
+    if let Some(v) = value {
+        return Ok(v.trim().to_string());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(format!("no {}", prompt.to_lowercase()), format!("pass {flag}")));
+    }
+    eprint!("{prompt}: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    Ok(line.trim().to_string())
+}
+
+/// A hidden answer: stdin's first line with --password-stdin, else a prompt that does not echo.
+fn password(password_stdin: bool, confirm: bool) -> Result<String> {
+    if password_stdin {
+        return Ok(std::io::stdin().lock().lines().next().and_then(|l| l.ok()).unwrap_or_default());
+    }
+    if !std::io::stdin().is_terminal() {
         return Err(CliError::usage("no terminal to ask for the password", "pipe it with --password-stdin"));
+    }
+    let read = |p: &str| {
+        rpassword::prompt_password(p)
+            .map_err(|e| CliError::usage(format!("cannot read the password: {e}"), "use --password-stdin"))
     };
-    let email = email.trim().to_string();
+    let pw = read("Password: ")?;
+    if confirm && read("Password again: ")? != pw {
+        return Err(CliError::usage("the passwords differ", "type the same password twice"));
+    }
+    Ok(pw)
+}
+
+async fn signup(ctx: &Ctx, [email, first, last]: [Option<String>; 3], password_stdin: bool) -> Result<u8> {
+    let email = ask(email, "E-mail", "--email")?;
+    let first = ask(first, "First name", "--first-name")?;
+    let last = ask(last, "Last name", "--last-name")?;
+    let pw = password(password_stdin, true)?;
+    let body = json!({ "email": email, "password": pw, "firstName": first, "lastName": last });
+    let created: Login = ctx.anonymous()?.post("/api/v1/auth/signup", Some(body)).await?;
+    save_login(ctx, created, "Signed up and logged in")
+}
+
+async fn login(ctx: &Ctx, email: Option<String>, password_stdin: bool) -> Result<u8> {
+    let email = if password_stdin && email.is_none() {
+        return Err(CliError::usage("no e-mail given", "pass --email with --password-stdin"));
+    } else {
+        ask(email, "E-mail", "--email")?
+    };
+    let password = password(password_stdin, false)?;
     if email.is_empty() || password.is_empty() {
         return Err(CliError::usage("e-mail and password are required", "drishtiksha login --email you@example.org"));
     }
@@ -117,6 +148,10 @@ async fn login(ctx: &Ctx, email: Option<String>, password_stdin: bool) -> Result
         .post("/api/v1/auth/login", Some(json!({ "email": email, "password": password })))
         .await
         .map_err(|e| if e.status == Some(401) { e.with_hint("check the e-mail and password") } else { e })?;
+    save_login(ctx, login, "Logged in")
+}
+
+fn save_login(ctx: &Ctx, login: Login, what: &str) -> Result<u8> {
     let path = config::save(&Credentials {
         server: ctx.server.as_str().trim_end_matches('/').to_string(),
         email: login.user.email.clone(),
@@ -126,7 +161,7 @@ async fn login(ctx: &Ctx, email: Option<String>, password_stdin: bool) -> Result
         print_json(&json!({ "server": ctx.server.as_str(), "email": login.user.email, "role": login.user.role }));
     } else {
         ctx.ui.note(format!(
-            "Logged in to {} as {} ({} {}). Token saved in {}.",
+            "{what} to {} as {} ({} {}). Token saved in {}.",
             ctx.server,
             login.user.email,
             login.user.first_name,

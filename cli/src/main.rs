@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 const EXAMPLES: &str = "\
 Examples:
+  drishtiksha signup                       # a new account (or `login` to an existing one)
   drishtiksha login                        # e-mail and password, prompted
   drishtiksha analyze clip.mp4 voice.wav   # upload, live progress, results table
   drishtiksha analyze ./inbox --recursive --json > results.json
@@ -65,6 +66,21 @@ pub enum Command {
         #[arg(long, short)]
         email: Option<String>,
         /// Read the password from the first line of stdin (for scripts); never pass it as an argument.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Create an account and log in with it (the password is prompted twice, never echoed).
+    #[command(
+        after_help = "Examples:\n  drishtiksha signup\n  drishtiksha signup --email ada@example.com --first-name Ada --last-name Lovelace"
+    )]
+    Signup {
+        #[arg(long, short)]
+        email: Option<String>,
+        #[arg(long)]
+        first_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        /// Read the password from the first line of stdin (for scripts).
         #[arg(long)]
         password_stdin: bool,
     },

@@ -64,6 +64,22 @@ async fn login_keeps_a_private_token_and_bad_credentials_or_servers_are_one_line
     let out = s.cli().env("DRISHTIKSHA_TOKEN", "not-a-token").run(&["whoami"]).await;
     assert_eq!(out.code, 2, "{out:?}");
     assert_one_line(&out, "Invalid access token. (hint: log in again with `drishtiksha login`)");
+
+    // signup: the server's validation message, then a new account that is logged in at once.
+    let new_email = format!("new-{email}");
+    let signup = |pw: &str| {
+        let args = ["signup", "-e", &new_email, "--first-name", "Grace", "--last-name", "Hopper", "--password-stdin"]
+            .map(str::to_string);
+        let cli = s.cli().stdin(&format!("{pw}\n"));
+        async move { cli.run(&args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    let out = signup("short").await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert_one_line(&out, "Validation failed: Password must be at least 8 characters long");
+    let out = signup(PASSWORD).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = s.cli().run(&["whoami"]).await;
+    assert!(out.stdout.contains(&new_email) && out.stdout.contains("Grace Hopper"), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
