@@ -11,17 +11,49 @@ if [ -f "$lock" ] && kill -0 "$(cat "$lock")" 2>/dev/null; then
 fi
 echo $$ > "$lock"
 
+# The stand-in reads its settings (STANDIN_*) from the environment too: export all of .env.
 set -a; . ./.env; set +a
 bin_dir="${CARGO_TARGET_DIR:-target}/debug"
-echo "[run] building api, worker and ml-standin"
-cargo build --bins -q
+if [ -x "$bin_dir/api" ] && [ -x "$bin_dir/worker" ]; then
+  echo "[run] building api, worker, ml-standin and the drishtiksha command line (seconds when little changed)"
+else
+  echo "[run] first build of api, worker, ml-standin and the drishtiksha command line:"
+  echo "[run] about 10 minutes on 2 cores (a few minutes more while crates download); later runs take seconds"
+fi
+# Cargo's own progress (crate by crate), not a silent wait.
+cargo build --bins
 
+# The command line, where a shell finds it.
+cli="$bin_dir/drishtiksha"
+case ":$PATH:" in
+  *":$HOME/.local/bin:"*) ln -sf "$(cd "$(dirname "$cli")" && pwd)/drishtiksha" "$HOME/.local/bin/drishtiksha"
+                          cli_hint="drishtiksha" ;;
+  *) cli_hint="$cli" ;;
+esac
+
+# Each process runs in a session of its own, so Ctrl-C in this terminal reaches only this script,
+# which then stops them in order: api and worker first (they finish in-flight work while Temporal,
+# Redis and the ML server are still up), then the ML stand-in, then Temporal.
+declare -A pid_of=()
 pids=()
+stop() { # names...: SIGTERM, then up to 30 s to exit, then SIGKILL
+  local name p
+  for name in "$@"; do
+    p="${pid_of[$name]:-}"; [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
+  done
+  for name in "$@"; do
+    p="${pid_of[$name]:-}"; [ -n "$p" ] || continue
+    for _ in $(seq 1 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+}
 cleanup() {
-  trap - INT TERM EXIT
-  echo "[run] stopping"
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  trap - INT TERM HUP EXIT
+  echo "[run] stopping api and worker (letting them drain), then the ML stand-in and Temporal"
+  stop api worker
+  stop ml-standin
+  stop temporal
   # Services the set-up had to start for this run are stopped too; ones found running are left alone.
   if [ -f .data/redis-started-by-run ]; then
     redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true
@@ -35,11 +67,13 @@ cleanup() {
   fi
   rm -f "$lock"
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
 
 start() { # name command...
   local name="$1"; shift
-  ( exec "$@" ) > >(sed -u "s/^/[$name] /") 2>&1 &
+  # The log prefixer ignores Ctrl-C too, so the processes can still log while they drain.
+  setsid "$@" > >(trap '' INT; exec sed -u "s/^/[$name] /") 2>&1 &
+  pid_of[$name]=$!
   pids+=($!)
 }
 
@@ -52,6 +86,7 @@ start ml-standin "$bin_dir/ml-standin" --listen 127.0.0.1:8000 --api-key "$SERVE
 start worker "$bin_dir/worker"
 start api "$bin_dir/api"
 echo "[run] api http://127.0.0.1:${PORT:-3000}  Temporal UI http://127.0.0.1:8233  ML stand-in http://127.0.0.1:8000"
+echo "[run] try it: $cli_hint signup, then $cli_hint analyze clip.mp4 (in another terminal)"
 echo "[run] Ctrl-C stops everything"
 wait -n "${pids[@]}" || true
 echo "[run] a process exited; stopping the rest"
