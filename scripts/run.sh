@@ -34,23 +34,27 @@ esac
 # Each process runs in a session of its own, so Ctrl-C in this terminal reaches only this script,
 # which then stops them in order: api and worker first (they finish in-flight work while Temporal,
 # Redis and the ML server are still up), then the ML stand-in, then Temporal.
+say() { echo "$@" 2>/dev/null || true; }
 declare -A pid_of=()
 pids=()
 stop() { # names...: SIGTERM, then up to 30 s to exit, then SIGKILL
-  local name p
+  local name p t0=$SECONDS
   for name in "$@"; do
     p="${pid_of[$name]:-}"; [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
   done
   for name in "$@"; do
     p="${pid_of[$name]:-}"; [ -n "$p" ] || continue
-    for _ in $(seq 1 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
+    while kill -0 "$p" 2>/dev/null && [ $((SECONDS - t0)) -lt 30 ]; do sleep 0.1; done
+    if kill -0 "$p" 2>/dev/null; then say "[run] $name did not stop within 30 s; killing it"; kill -KILL "$p" 2>/dev/null || true; fi
     wait "$p" 2>/dev/null || true
   done
+  say "[run] stopped $* ($((SECONDS - t0)) s)"
 }
-cleanup() {
-  trap - INT TERM HUP EXIT
-  echo "[run] stopping api and worker (letting them drain), then the ML stand-in and Temporal"
+cleanup() { # exit status
+  trap - TERM HUP EXIT
+  # A second Ctrl-C must not cut the orderly stop short, nor a closed output pipe (`| tee`).
+  trap '' INT PIPE
+  say "[run] stopping api and worker (letting them drain), then the ML stand-in and Temporal"
   stop api worker
   stop ml-standin
   stop temporal
@@ -66,8 +70,11 @@ cleanup() {
     rm -f .data/postgres-started-by-run
   fi
   rm -f "$lock"
+  exit "${1:-0}"
 }
-trap cleanup INT TERM HUP EXIT
+trap 'cleanup 130' INT
+trap 'cleanup 143' TERM HUP
+trap 'cleanup $?' EXIT
 
 start() { # name command...
   local name="$1"; shift
@@ -90,3 +97,4 @@ echo "[run] try it: $cli_hint signup, then $cli_hint analyze clip.mp4 (in anothe
 echo "[run] Ctrl-C stops everything"
 wait -n "${pids[@]}" || true
 echo "[run] a process exited; stopping the rest"
+exit 1

@@ -43,6 +43,10 @@ impl std::error::Error for CliError {}
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
 
+/// Longest wait for an answer to a small request (uploads and downloads have none: they can be
+/// large; a media deletion may wait up to 5 s for its workflows).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A client of one server, with or without a token.
 #[derive(Clone)]
 pub struct Api {
@@ -113,11 +117,11 @@ impl Api {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        decode(self.send(self.request(Method::GET, path)).await?)
+        decode(self.send(self.request(Method::GET, path).timeout(REQUEST_TIMEOUT)).await?)
     }
 
     pub async fn post<T: DeserializeOwned>(&self, path: &str, body: Option<Value>) -> Result<T> {
-        let mut r = self.request(Method::POST, path);
+        let mut r = self.request(Method::POST, path).timeout(REQUEST_TIMEOUT);
         if let Some(b) = body {
             r = r.json(&b);
         }
@@ -125,12 +129,13 @@ impl Api {
     }
 
     pub async fn delete(&self, path: &str) -> Result<()> {
-        self.send(self.request(Method::DELETE, path)).await.map(drop)
+        self.send(self.request(Method::DELETE, path).timeout(REQUEST_TIMEOUT)).await.map(drop)
     }
 
     /// `GET` of a route that is not enveloped (`/api/ready`): the status and the JSON body.
     pub async fn get_raw(&self, path: &str) -> Result<(u16, Value)> {
-        let resp = self.request(Method::GET, path).send().await.map_err(|e| self.connection_error(&e))?;
+        let req = self.request(Method::GET, path).timeout(REQUEST_TIMEOUT);
+        let resp = req.send().await.map_err(|e| self.connection_error(&e))?;
         let status = resp.status().as_u16();
         let v = resp.json().await.unwrap_or(Value::Null);
         Ok((status, v))
