@@ -195,6 +195,12 @@ impl<'a> Tracker<'a> {
                     next_poll = Instant::now() + interval;
                 },
                 _ = &mut ctrl_c => {
+                    // The table then shows where the server is, not the last poll.
+                    for i in 0..self.items.len() {
+                        if self.items[i].done.is_none() {
+                            let _ = tokio::time::timeout(Duration::from_secs(3), self.refresh(i)).await;
+                        }
+                    }
                     self.clear();
                     self.ui.note("Stopped watching; the analyses go on on the server. `drishtiksha watch` re-attaches.");
                     return Ok(self.outcome(true));
