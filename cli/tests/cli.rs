@@ -157,6 +157,14 @@ async fn analyze_reports_every_model_and_gates_on_failures() {
     let v = out.json();
     assert_eq!(v["ready"]["checks"]["postgres"], "ok");
     assert!(v["queue"]["completed"].as_i64().is_some_and(|n| n >= 5), "{v}");
+    assert!(v["statusCheck"].is_null(), "the consistency check is for ADMINs only: {v}");
+    sqlx::query("UPDATE users SET role = 'ADMIN' WHERE email = $1").bind(&email).execute(&s.db).await.expect("admin");
+    let out = s.cli().run(&["status", "--json"]).await;
+    let v = out.json();
+    assert_eq!(
+        (v["statusCheck"]["totalMedia"].as_i64(), v["statusCheck"]["incorrectMedia"].as_i64()),
+        (Some(5), Some(0))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,8 @@ pub struct Stack {
     _temporal: TemporalDevServer,
     pub addr: SocketAddr,
     pub http: reqwest::Client,
+    /// The api's database (for what only an operator can do, like making an ADMIN).
+    pub db: sqlx::PgPool,
     /// Scratch space of this test: config dir, media files, outputs.
     pub dir: PathBuf,
     storage: PathBuf,
@@ -42,7 +44,7 @@ pub struct Stack {
 impl Stack {
     pub async fn start(catalogue: &str) -> Self {
         let temporal = TemporalDevServer::start().expect("temporal");
-        let (db_url, _db) = fresh_database().await.expect("database");
+        let (db_url, db) = fresh_database().await.expect("database");
         let redis = RedisServer::start().expect("redis");
         let mut standin = drishtiksha_standin::Config::new(ML_KEY);
         standin.catalogue =
@@ -72,7 +74,16 @@ impl Stack {
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(drishtiksha_api::serve(state, listener));
         let worker = spawn_worker(WorkerConfig::from_source(&env).expect("worker config")).expect("worker");
-        Self { _worker: worker, _redis: redis, _temporal: temporal, addr, http: reqwest::Client::new(), dir, storage }
+        Self {
+            _worker: worker,
+            _redis: redis,
+            _temporal: temporal,
+            addr,
+            http: reqwest::Client::new(),
+            db,
+            dir,
+            storage,
+        }
     }
 
     pub fn server(&self) -> String {
