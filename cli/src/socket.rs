@@ -140,6 +140,57 @@ mod tests {
         assert!(parse_event(r#"43["x"]"#).is_none());
     }
 
+    /// A server speaking just enough Engine.IO v4 / Socket.IO v5: it checks the token, pings
+    /// faster than any event, and sends two events; `pongs` counts the client's answers.
+    async fn fake_server(token: &'static str) -> (Url, tokio::task::JoinHandle<usize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = Url::parse(&format!("http://{}", listener.local_addr().expect("addr"))).expect("url");
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("ws");
+            let open = r#"0{"sid":"s1","upgrades":[],"pingInterval":50,"pingTimeout":200,"maxPayload":1000000}"#;
+            ws.send(Message::text(open)).await.expect("open");
+            let connect = next_text(&mut ws).await.expect("connect");
+            let auth: Value = serde_json::from_str(connect.strip_prefix("40").expect("CONNECT")).expect("auth");
+            if auth["token"] != token {
+                let refusal = r#"44{"message":"Authentication error: Invalid token."}"#;
+                ws.send(Message::text(refusal)).await.expect("refuse");
+                return 0;
+            }
+            ws.send(Message::text(r#"40{"sid":"n1"}"#)).await.expect("connected");
+            let mut pongs = 0;
+            for _ in 0..3 {
+                ws.send(Message::text("2")).await.expect("ping");
+                if next_text(&mut ws).await.expect("pong") == "3" {
+                    pongs += 1;
+                }
+            }
+            ws.send(Message::text(r#"42["analysis_progress",{"mediaId":"m","progress":40}]"#)).await.expect("event");
+            ws.send(Message::text(r#"42["run_finalized",{"mediaId":"m","finalStatus":"ANALYZED"}]"#)).await.expect("e");
+            ws.send(Message::text("41")).await.expect("disconnect");
+            pongs
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn the_client_authenticates_answers_pings_and_delivers_events_until_the_server_leaves() {
+        let (url, server) = fake_server("good").await;
+        let mut rx = connect(&url, "good").await.expect("connected");
+        let first = rx.recv().await.expect("event");
+        assert_eq!((first.name.as_str(), first.payload["progress"].as_i64()), ("analysis_progress", Some(40)));
+        assert_eq!(rx.recv().await.map(|e| e.name), Some("run_finalized".to_string()));
+        assert!(rx.recv().await.is_none(), "the channel closes when the server disconnects");
+        assert_eq!(server.await.expect("server"), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_handshake_is_the_servers_message() {
+        let (url, _server) = fake_server("good").await;
+        let err = connect(&url, "bad").await.expect_err("refused");
+        assert_eq!(err, "Authentication error: Invalid token.");
+    }
+
     #[test]
     fn the_socket_url_follows_the_rest_url() {
         let u = socket_url(&Url::parse("https://example.org/app").expect("url")).expect("ws");

@@ -105,6 +105,7 @@ async fn analyze_reports_every_model_and_gates_on_failures() {
     }
     assert_eq!(out.stdout.matches("ANALYZED").count(), 3, "{}", out.stdout);
     assert!(out.stderr.contains("Skipping 1 file"), "{}", out.stderr);
+    assert!(!out.stderr.contains("polling"), "the Socket.IO connection to the api worked: {}", out.stderr);
     assert!(!out.stdout.contains('\u{1b}') && !out.stderr.contains('\u{1b}'), "no escape codes when piped");
 
     // A file the model cannot process: exit 1 and the reason.
