@@ -204,10 +204,11 @@ fn batch_status(results: &[(Media, Option<Run>)]) -> u8 {
     if results.iter().all(|(_, r)| r.as_ref().is_some_and(fully_analysed)) { 0 } else { 1 }
 }
 
-fn print_results(ctx: &Ctx, results: &[(Media, Option<Run>)]) {
+/// Results on stdout; `rejected` are uploads the server refused (`{file, error}`).
+fn print_results(ctx: &Ctx, results: &[(Media, Option<Run>)], rejected: &[Value]) {
     if ctx.json {
         let out: Vec<ResultJson> = results.iter().map(|(m, r)| ResultJson::new(m, r.as_ref())).collect();
-        print_json(&json!({ "server": ctx.server.as_str(), "results": out }));
+        print_json(&json!({ "server": ctx.server.as_str(), "results": out, "rejected": rejected }));
     } else if !results.is_empty() {
         println!("{}", results_table(&ctx.ui, results));
     }
@@ -220,13 +221,14 @@ async fn follow(
     targets: Vec<Target>,
     socket: Option<tokio::sync::mpsc::UnboundedReceiver<crate::socket::Event>>,
     multi: indicatif::MultiProgress,
+    rejected: &[Value],
 ) -> Result<u8> {
     let mut tracker = Tracker::new(api, &ctx.ui, multi);
     for t in targets {
         tracker.add(t);
     }
     let outcome = tracker.run(socket).await?;
-    print_results(ctx, &outcome.results);
+    print_results(ctx, &outcome.results, rejected);
     if outcome.interrupted {
         return Ok(130);
     }
@@ -253,7 +255,7 @@ async fn analyze(
     let multi = track::progress_area(&ctx.ui);
     let mut targets = Vec::new();
     let mut uploaded = Vec::new();
-    let mut refused = 0;
+    let mut refused = Vec::new();
     for (path, mime) in &files {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let bar = if ctx.ui.bars && size >= UPLOAD_BAR_MIN {
@@ -290,7 +292,7 @@ async fn analyze(
             }
             // The server refused this file: say why and go on with the others.
             Err(e) if e.status.is_some_and(|s| s != 401) => {
-                refused += 1;
+                refused.push(json!({ "file": path.display().to_string(), "error": e.message }));
                 let _ = multi.println(format!("{}: {e}", path.display()));
                 if !ctx.ui.bars {
                     eprintln!("{}: {e}", path.display());
@@ -305,7 +307,7 @@ async fn analyze(
                 .iter()
                 .map(|m| json!({ "mediaId": m.id, "filename": m.filename, "runId": m.latest_analysis_run_id, "status": m.status }))
                 .collect();
-            print_json(&json!({ "server": ctx.server.as_str(), "uploads": out }));
+            print_json(&json!({ "server": ctx.server.as_str(), "uploads": out, "rejected": refused }));
         } else {
             let mut t = ctx.ui.table();
             t.set_header(["File", "Media id", "Status"]);
@@ -315,13 +317,13 @@ async fn analyze(
             println!("{t}");
             ctx.ui.note("Analyses continue on the server; `drishtiksha watch` follows them.");
         }
-        return Ok(if refused > 0 { 2 } else { 0 });
+        return Ok(if refused.is_empty() { 0 } else { 2 });
     }
     if targets.is_empty() {
         return Err(CliError::usage("no file was accepted by the server", "see the reasons above"));
     }
-    let code = follow(ctx, &api, targets, socket, multi).await?;
-    Ok(if refused > 0 && code != 130 { 2 } else { code })
+    let code = follow(ctx, &api, targets, socket, multi, &refused).await?;
+    Ok(if !refused.is_empty() && code != 130 { 2 } else { code })
 }
 
 async fn watch(ctx: &Ctx, ids: &[String]) -> Result<u8> {
@@ -352,7 +354,7 @@ async fn watch(ctx: &Ctx, ids: &[String]) -> Result<u8> {
         return Ok(0);
     }
     let socket = socket_task.await.ok().flatten();
-    follow(ctx, &api, targets, socket, track::progress_area(&ctx.ui)).await
+    follow(ctx, &api, targets, socket, track::progress_area(&ctx.ui), &[]).await
 }
 
 async fn list(ctx: &Ctx) -> Result<u8> {
@@ -450,7 +452,7 @@ async fn rerun(ctx: &Ctx, id: &str, detach: bool) -> Result<u8> {
         return Ok(0);
     }
     let target = Target { media_id: m.id.clone(), filename: m.filename.clone(), run_id: run.map(|r| r.id) };
-    follow(ctx, &api, vec![target], socket, track::progress_area(&ctx.ui)).await
+    follow(ctx, &api, vec![target], socket, track::progress_area(&ctx.ui), &[]).await
 }
 
 async fn cancel(ctx: &Ctx, id: &str) -> Result<u8> {

@@ -173,7 +173,8 @@ impl<'a> Tracker<'a> {
                         }
                         match self.refresh(i).await {
                             Ok(c) => changed |= c,
-                            Err(e) if e.status.is_none() => failed = Some(e),
+                            // No answer, or a server in trouble: keep trying for a while.
+                            Err(e) if e.status.is_none_or(|s| s >= 500 || s == 429) => failed = Some(e),
                             Err(e) => return Err(e),
                         }
                     }

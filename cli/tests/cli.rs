@@ -115,6 +115,15 @@ async fn analyze_reports_every_model_and_gates_on_failures() {
     assert!(out.stdout.contains("FAILED"), "{}", out.stdout);
     assert!(out.stdout.contains("simulated media processing error"), "{}", out.stdout);
 
+    // A file the server refuses: its reason, exit 2.
+    let long = "x".repeat(501);
+    let out = s.cli().run(&["analyze", bad.to_str().expect("path"), "--description", &long]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("broken.png: Validation failed: Description must be at most 500 characters"),
+        "{out:?}"
+    );
+
     // --json: one parseable document on stdout.
     let one = s.folder("one", &[("portrait.png", image("STANDIN:fake"))]).join("portrait.png");
     let out = s.cli().run(&["analyze", one.to_str().expect("path"), "--json"]).await;
