@@ -477,3 +477,92 @@ fn placeholder(target: &Target, status: &str) -> Media {
         analysis_runs: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use url::Url;
+
+    fn ui() -> Ui {
+        Ui { color_out: false, color_err: false, bars: false, quiet: true }
+    }
+
+    fn ev(name: &str, payload: Value) -> Event {
+        Event { name: name.into(), payload }
+    }
+
+    fn tracker<'a>(api: &'a Api, ui: &'a Ui) -> Tracker<'a> {
+        let mut t = Tracker::new(api, ui, MultiProgress::with_draw_target(ProgressDrawTarget::hidden()));
+        t.add(Target { media_id: "m".into(), filename: "clip.mp4".into(), run_id: Some("r2".into()) });
+        t
+    }
+
+    fn model(t: &Tracker<'_>, name: &str) -> (Phase, u64) {
+        t.items[0].models.get(name).cloned().expect("model")
+    }
+
+    #[test]
+    fn events_of_another_run_or_media_are_ignored() {
+        let (api, ui) = (Api::new(Url::parse("http://127.0.0.1:9").expect("url"), None).expect("api"), ui());
+        let mut t = tracker(&api, &ui);
+        t.on_event(&ev(
+            "analysis_started",
+            json!({"mediaId": "m", "analysisRunId": "r1", "modelName": "A", "attempt": 1}),
+        ));
+        t.on_event(&ev(
+            "analysis_started",
+            json!({"mediaId": "x", "analysisRunId": "r2", "modelName": "A", "attempt": 1}),
+        ));
+        assert!(t.items[0].models.is_empty());
+        t.on_event(&ev(
+            "analysis_started",
+            json!({"mediaId": "m", "analysisRunId": "r2", "modelName": "A", "attempt": 2}),
+        ));
+        assert_eq!(model(&t, "A").0, Phase::Analyzing(2));
+        assert_eq!(t.items[0].status, "PROCESSING");
+    }
+
+    #[test]
+    fn progress_only_moves_forward_and_a_finished_model_stays_finished() {
+        let (api, ui) = (Api::new(Url::parse("http://127.0.0.1:9").expect("url"), None).expect("api"), ui());
+        let mut t = tracker(&api, &ui);
+        let progress = |p: u64| {
+            ev("analysis_progress", json!({"mediaId": "m", "analysisRunId": "r2", "modelName": "A", "progress": p}))
+        };
+        t.on_event(&progress(60));
+        t.on_event(&progress(20));
+        assert_eq!(model(&t, "A"), (Phase::Analyzing(1), 60));
+        let done =
+            json!({"mediaId": "m", "analysisRunId": "r2", "modelName": "A", "prediction": "FAKE", "confidence": 0.9});
+        t.on_event(&ev("analysis_completed", done));
+        // Late or repeated events (delivery is at-least-once) change nothing.
+        t.on_event(&ev(
+            "analysis_started",
+            json!({"mediaId": "m", "analysisRunId": "r2", "modelName": "A", "attempt": 1}),
+        ));
+        t.on_event(&progress(70));
+        assert_eq!(model(&t, "A"), (Phase::Completed("FAKE".into(), 0.9), 100));
+    }
+
+    #[test]
+    fn a_final_media_update_ends_the_item_with_its_run() {
+        let (api, ui) = (Api::new(Url::parse("http://127.0.0.1:9").expect("url"), None).expect("api"), ui());
+        let mut t = tracker(&api, &ui);
+        let media = json!({
+            "id": "m", "filename": "clip.mp4", "mediaType": "VIDEO", "size": 1, "status": "ANALYZED",
+            "createdAt": "", "latestAnalysisRunId": "r2",
+            "analysisRuns": [{
+                "id": "r2", "runNumber": 2, "status": "ANALYZED", "totalModels": 1, "completedCount": 0,
+                "failedCount": 1, "errorMessage": null, "createdAt": "",
+                "analyses": [{"modelName": "A", "status": "FAILED", "prediction": "N/A", "confidence": 0,
+                              "errorMessage": "boom", "processingTime": null, "resultPayload": null}]
+            }]
+        });
+        assert_eq!(t.on_event(&ev("run_finalized", json!({"mediaId": "m", "analysisRunId": "r2"}))), Some(0));
+        t.on_event(&ev("media_update", media));
+        assert_eq!(model(&t, "A").0, Phase::Failed("boom".into()));
+        let (m, run) = t.items[0].done.clone().expect("done");
+        assert_eq!((m.status.as_str(), run.map(|r| r.id)), ("ANALYZED", Some("r2".to_string())));
+    }
+}
