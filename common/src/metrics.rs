@@ -97,21 +97,6 @@ pub fn route_label(path: &str) -> String {
         .join("/")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::route_label;
-
-    #[test]
-    fn ids_are_collapsed_in_route_labels() {
-        assert_eq!(
-            route_label("/api/v1/media/3fa85f64-5717-4562-b3fc-2c963f66afa6/runs/3fa85f64-5717-4562-b3fc-2c963f66afa6"),
-            "/api/v1/media/:id/runs/:id"
-        );
-        assert_eq!(route_label("/media/videos/x.mp4"), "/media/*key");
-        assert_eq!(route_label("/api/v1/auth/login"), "/api/v1/auth/login");
-    }
-}
-
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
     let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     REGISTRY.register(Box::new(g.clone())).expect("metric registered once");
@@ -154,3 +139,18 @@ pub static ML_ANSWERS_REUSED: LazyLock<IntCounter> = LazyLock::new(|| {
         "Model calls answered from a stored ML answer instead of calling the ML server again",
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn ids_are_collapsed_in_route_labels() {
+        assert_eq!(
+            route_label("/api/v1/media/3fa85f64-5717-4562-b3fc-2c963f66afa6/runs/3fa85f64-5717-4562-b3fc-2c963f66afa6"),
+            "/api/v1/media/:id/runs/:id"
+        );
+        assert_eq!(route_label("/media/videos/x.mp4"), "/media/*key");
+        assert_eq!(route_label("/api/v1/auth/login"), "/api/v1/auth/login");
+    }
+}

@@ -55,7 +55,6 @@ pub async fn ping(client: &Client) -> anyhow::Result<()> {
 /// Temporal's approximate backlog of activity tasks on a task queue (the model calls waiting for
 /// inference capacity, on the inference task queue).
 pub async fn activity_backlog(client: &Client, namespace: &str, task_queue: &str) -> anyhow::Result<i64> {
-    use temporalio_client::grpc::WorkflowService as _;
     use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
     use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
     use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
