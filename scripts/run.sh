@@ -37,15 +37,15 @@ esac
 say() { echo "$@" 2>/dev/null || true; }
 declare -A pid_of=()
 pids=()
-stop() { # names...: SIGTERM, then up to 30 s to exit, then SIGKILL
-  local name p t0=$SECONDS
+stop() { # seconds names...: SIGTERM, then up to that long to exit, then SIGKILL
+  local within=$1 name p t0=$SECONDS; shift
   for name in "$@"; do
     p="${pid_of[$name]:-}"; [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
   done
   for name in "$@"; do
     p="${pid_of[$name]:-}"; [ -n "$p" ] || continue
-    while kill -0 "$p" 2>/dev/null && [ $((SECONDS - t0)) -lt 30 ]; do sleep 0.1; done
-    if kill -0 "$p" 2>/dev/null; then say "[run] $name did not stop within 30 s; killing it"; kill -KILL "$p" 2>/dev/null || true; fi
+    while kill -0 "$p" 2>/dev/null && [ $((SECONDS - t0)) -lt "$within" ]; do sleep 0.1; done
+    if kill -0 "$p" 2>/dev/null; then say "[run] $name did not stop within $within s; killing it"; kill -KILL "$p" 2>/dev/null || true; fi
     wait "$p" 2>/dev/null || true
   done
   say "[run] stopped $* ($((SECONDS - t0)) s)"
@@ -55,9 +55,10 @@ cleanup() { # exit status
   # A second Ctrl-C must not cut the orderly stop short, nor a closed output pipe (`| tee`).
   trap '' INT PIPE
   say "[run] stopping api and worker (letting them drain), then the ML stand-in and Temporal"
-  stop api worker
-  stop ml-standin
-  stop temporal
+  # The worker lets in-flight model calls finish (WORKER_SHUTDOWN_GRACE, 60 s by default).
+  stop 75 api worker
+  stop 30 ml-standin
+  stop 30 temporal
   # Services the set-up had to start for this run are stopped too; ones found running are left alone.
   if [ -f .data/redis-started-by-run ]; then
     redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true
