@@ -157,8 +157,9 @@ async fn main() -> anyhow::Result<()> {
         p.start_worker().await;
         let url = p.standin.as_ref().expect("stand-in").url.clone();
         let o = outcome(&p, &runs, &url).await?;
-        let attempts: i64 =
-            sqlx::query_scalar("SELECT coalesce(max(attempts), 0)::bigint FROM deepfake_analyses").fetch_one(&p.pool).await?;
+        let attempts: i64 = sqlx::query_scalar("SELECT coalesce(max(attempts), 0)::bigint FROM deepfake_analyses")
+            .fetch_one(&p.pool)
+            .await?;
         print(
             &format!(
                 "worker restarted mid-call ({:.0} s to recover; ML attempts recorded: max {attempts})",
