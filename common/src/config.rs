@@ -248,6 +248,9 @@ pub struct ApiConfig {
     pub stale_upload_age: Duration,
     pub api_rate_limit_max: u64,
     pub api_rate_limit_window: Duration,
+    /// Progress events of one (media, model) reach a socket at most once per this window, the
+    /// latest winning (`SOCKET_PROGRESS_WINDOW`, 150 ms; `0` relays every one).
+    pub socket_progress_window: Duration,
 }
 
 /// What a worker process serves.
@@ -488,6 +491,7 @@ impl ApiConfig {
             stale_upload_age: v.duration("STALE_UPLOAD_AGE", Duration::from_secs(3600))?,
             api_rate_limit_max,
             api_rate_limit_window: Duration::from_secs(window),
+            socket_progress_window: v.duration("SOCKET_PROGRESS_WINDOW", Duration::from_millis(150))?,
         })
     }
 }
