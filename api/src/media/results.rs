@@ -53,7 +53,8 @@ pub async fn get_analysis_result(
     MediaId(id): MediaId,
     Path(params): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let analysis_id = parse_id(params.get("analysisId").map(String::as_str).unwrap_or_default(), "Invalid analysis id")?;
+    let analysis_id =
+        parse_id(params.get("analysisId").map(String::as_str).unwrap_or_default(), "Invalid analysis id")?;
     let row = sqlx::query(
         "SELECT a.analysis_run_id, a.model_name, a.model_used
          FROM deepfake_analyses a JOIN analysis_runs r ON r.id = a.analysis_run_id JOIN media m ON m.id = r.media_id
