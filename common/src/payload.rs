@@ -65,7 +65,7 @@ pub fn bound(payload: &mut Value) -> bool {
     {
         // Largest first, until the whole fits.
         let mut sizes: Vec<(String, usize)> = map.iter().map(|(k, v)| (k.clone(), serialized_len(v))).collect();
-        sizes.sort_by(|a, b| b.1.cmp(&a.1));
+        sizes.sort_by_key(|s| std::cmp::Reverse(s.1));
         let mut omitted = Vec::new();
         for (k, size) in sizes {
             if total + 64 * (omitted.len() + 1) <= MAX_PAYLOAD_BYTES {
