@@ -159,4 +159,60 @@ mod tests {
         assert!(key.starts_with(&format!("results/{run}/artifacts/SCATTERING_WAVE_V1/1-")), "{key}");
         assert!(drishtiksha_common::storage::validate_key(&key).is_ok(), "{key}");
     }
+
+    async fn local_store() -> (Storage, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("artifacts-test-{}", Uuid::new_v4()));
+        let store = drishtiksha_common::storage::LocalStorage::new(dir.clone()).await.expect("store");
+        (Storage::Local(store), dir)
+    }
+
+    /// Serves `body` once as an HTTP response to whatever request comes.
+    async fn serve_once(body: &'static [u8]) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes()).await.expect("head");
+            conn.write_all(body).await.expect("body");
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_fetched_artifact_is_stored_under_the_run_and_its_url_becomes_ours() {
+        let (store, dir) = local_store().await;
+        let ml = serve_once(b"PNG-BYTES").await;
+        let run = Uuid::new_v4();
+        let base = Url::parse("http://api.example.test:3000/").expect("url");
+        let mut payload = json!({"prediction": "REAL", "visualization": {
+            "spectrogram_url": format!("http://{ml}/media/visualizations/spec.png"), "spectrogram_data": [[1.0]]}});
+        assert_eq!(adopt(&store, &base, run, "WAVE", &mut payload).await, 1);
+        let key = format!("results/{run}/artifacts/WAVE/1-spec.png");
+        assert_eq!(payload["visualization"]["spectrogram_url"], format!("http://api.example.test:3000/media/{key}"));
+        assert_eq!(store.read_all(&key, 1024).await.expect("stored"), b"PNG-BYTES");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn an_artifact_that_cannot_be_fetched_keeps_its_url_marked_unavailable() {
+        let (store, dir) = local_store().await;
+        // Nothing listens on a port just released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let url = format!("http://127.0.0.1:{port}/media/visualizations/spec.png");
+        let mut payload =
+            json!({"prediction": "REAL", "visualization": {"spectrogram_url": url, "spectrogram_data": null}});
+        let base = Url::parse("http://api.example.test:3000").expect("url");
+        assert_eq!(adopt(&store, &base, Uuid::new_v4(), "WAVE", &mut payload).await, 0);
+        assert_eq!(payload["visualization"]["spectrogram_url"], url.as_str());
+        assert_eq!(payload["visualization"]["spectrogram_url_unavailable"], true);
+        assert_eq!(payload["prediction"], "REAL");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
