@@ -76,7 +76,9 @@ pub fn layer(state: AppState) -> (SocketIoLayer, SocketIo) {
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
         .max_payload(1_000_000)
-        .max_buffer_size(outbox::SOCKET_BUFFER)
+        // Sized for a burst of outcomes of many runs of one user (socketioxide's default is 128);
+        // the outbox absorbs anything beyond.
+        .max_buffer_size(state.config.socket_buffer)
         .with_state(state)
         .build_layer();
     io.ns("/", on_connect.with(authenticate));

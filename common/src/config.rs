@@ -251,6 +251,9 @@ pub struct ApiConfig {
     /// Progress events of one (media, model) reach a socket at most once per this window, the
     /// latest winning (`SOCKET_PROGRESS_WINDOW`, 150 ms; `0` relays every one).
     pub socket_progress_window: Duration,
+    /// Packets socketioxide buffers per socket (`SOCKET_BUFFER`, 1 024); beyond it events wait in
+    /// the socket's outbox.
+    pub socket_buffer: usize,
 }
 
 /// What a worker process serves.
@@ -479,6 +482,10 @@ impl ApiConfig {
         if window == 0 || api_rate_limit_max == 0 {
             return Err(err("API_RATE_LIMIT_WINDOW_S", "and API_RATE_LIMIT_MAX must be positive"));
         }
+        let socket_buffer = v.parse("SOCKET_BUFFER", 1024usize, "a number of packets (at least 16)")?;
+        if socket_buffer < 16 {
+            return Err(err("SOCKET_BUFFER", "must be at least 16 packets"));
+        }
         Ok(Self {
             common,
             port,
@@ -492,6 +499,7 @@ impl ApiConfig {
             api_rate_limit_max,
             api_rate_limit_window: Duration::from_secs(window),
             socket_progress_window: v.duration("SOCKET_PROGRESS_WINDOW", Duration::from_millis(150))?,
+            socket_buffer,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Per-socket delivery with an explicit policy.
 //!
-//! socketioxide gives each socket a fixed buffer ([`SOCKET_BUFFER`] packets) and refuses an emit
+//! socketioxide gives each socket a fixed buffer (`SOCKET_BUFFER` packets, 1 024 by default) and refuses an emit
 //! when it is full; a burst of ML progress messages used to fill it and the events behind them
 //! (model and run outcomes among them) were lost. Every socket therefore has an [`Outbox`] drained
 //! by its own task, and the relay only ever appends to outboxes:
@@ -31,9 +31,6 @@ use tokio::time::Instant;
 
 use drishtiksha_common::metrics;
 
-/// Packets socketioxide buffers per socket before an emit is refused (its default is 128). Sized
-/// for a burst of outcomes of many runs of one user; the outbox absorbs anything beyond.
-pub const SOCKET_BUFFER: usize = 1024;
 /// Distinct (media, model) progress slots per socket.
 pub const MAX_PROGRESS_KEYS: usize = 512;
 /// Queued messages per socket before it is treated as gone.
