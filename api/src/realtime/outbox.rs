@@ -1,8 +1,8 @@
 //! Per-socket delivery with an explicit policy.
 //!
-//! socketioxide gives each socket a fixed buffer (`SOCKET_BUFFER` packets, 1 024 by default) and refuses an emit
-//! when it is full; a burst of ML progress messages used to fill it and the events behind them
-//! (model and run outcomes among them) were lost. Every socket therefore has an [`Outbox`] drained
+//! socketioxide gives each socket a fixed buffer (`SOCKET_BUFFER` packets, 1 024 by default) and
+//! refuses an emit when it is full; a burst of ML progress messages used to fill it and the events
+//! behind them (model and run outcomes among them) were lost. Every socket therefore has an [`Outbox`] drained
 //! by its own task, and the relay only ever appends to outboxes:
 //!
 //! - **Outcomes are never dropped.** Every message that is not progress (uploads, starts, model
