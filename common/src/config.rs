@@ -589,6 +589,17 @@ mod tests {
     }
 
     #[test]
+    fn socket_delivery_settings_default_and_parse() {
+        let c = ApiConfig::from_source(&base()).expect("valid");
+        assert_eq!(c.socket_progress_window, Duration::from_millis(150));
+        assert_eq!(c.socket_buffer, 1024);
+        let c = ApiConfig::from_source(&with("SOCKET_PROGRESS_WINDOW", Some("0"))).expect("valid");
+        assert_eq!(c.socket_progress_window, Duration::ZERO);
+        let e = ApiConfig::from_source(&with("SOCKET_BUFFER", Some("8"))).expect_err("must fail");
+        assert_eq!(e.var, "SOCKET_BUFFER");
+    }
+
+    #[test]
     fn non_numeric_port_is_refused() {
         let e = ApiConfig::from_source(&with("PORT", Some("abc"))).expect_err("must fail");
         assert_eq!(e.var, "PORT");
