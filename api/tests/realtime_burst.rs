@@ -1,6 +1,7 @@
 //! Live progress under a burst: 20 concurrent runs on a zero-latency stand-in whose models publish
 //! their full progress schedules, watched by one socket.io-client per user over polling and
-//! WebSocket. Outcomes must all arrive, once each, in order; progress is coalesced.
+//! WebSocket, each a slow reader (busy after every event, like a page re-rendering). Outcomes must
+//! all arrive, once each, in order; progress is coalesced.
 
 mod support;
 
