@@ -5,6 +5,7 @@
 //! reset re-executes it without duplicating rows, and it never moves a terminal run. An activity
 //! that finds its media or run deleted ends successfully without writing or publishing.
 
+pub mod artifacts;
 pub mod ml;
 pub mod probe;
 pub mod progress;
@@ -259,6 +260,8 @@ pub struct AnalysisActivities {
     pub settings: PipelineSettings,
     /// `host:port` of the ML server, the `server` label of the inference metrics.
     pub server_label: String,
+    /// Base of the URLs of copied artifacts (`<base>/media/<key>`).
+    pub public_base_url: url::Url,
 }
 
 /// `host:port` of an ML server URL.
@@ -307,6 +310,7 @@ impl AnalysisActivities {
                 inference_task_queue: common.temporal.inference_task_queue.clone(),
             },
             server_label: ml_server_label(&common.ml.server_url),
+            public_base_url: common.public_base_url.clone(),
         })
     }
 }
@@ -554,6 +558,10 @@ impl AnalysisActivities {
             return Ok(Recorded::AnswerMissing);
         };
         result.model_used = result.model_used.filter(|m| *m != input.model);
+        // The row points at our copies of the artifacts and keeps a bounded payload; the kept
+        // answer stays the full one.
+        artifacts::adopt(&self.storage, &self.public_base_url, input.run_id, &input.model, &mut result.payload).await;
+        drishtiksha_common::payload::bound(&mut result.payload);
         let Some(run) = runs::context(&self.db, input.run_id).await? else {
             return Ok(Recorded::Gone);
         };

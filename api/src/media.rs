@@ -3,6 +3,7 @@
 mod analysis;
 pub(crate) mod files;
 mod handlers;
+pub(crate) mod results;
 mod upload;
 
 use axum::Router;
@@ -32,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::rerun_analysis))
         .routes(routes!(handlers::get_run))
         .routes(routes!(handlers::cancel_run))
+        .routes(routes!(results::get_analysis_result))
 }
 
 /// `/media/{*key}`: a wildcard, which OpenAPI paths cannot express; the document describes it as

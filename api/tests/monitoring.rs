@@ -62,7 +62,16 @@ async fn server_status_passes_stats_through_and_serves_repeats_from_the_cache() 
     assert_eq!(v["message"], "Server status retrieved successfully");
     assert_eq!(v["data"]["service_name"], "Drishtiksha ML stand-in (simulated results)");
     assert_eq!(v["data"]["status"], "running");
-    assert!(v["data"]["models_info"].as_array().is_some_and(|m| !m.is_empty()));
+    let models = v["data"]["models_info"].as_array().expect("models_info");
+    assert!(!models.is_empty());
+    // The original frontend's in-progress card reads the snake_case flags.
+    for m in models {
+        for (camel, snake) in [("isVideo", "is_video"), ("isAudio", "is_audio"), ("isImage", "is_image")] {
+            assert!(m[camel].is_boolean(), "{m}");
+            assert_eq!(m[snake], m[camel], "{m}");
+        }
+    }
+    assert!(models.iter().any(|m| m["is_video"] == true) && models.iter().any(|m| m["is_audio"] == true));
     assert!(v["data"]["responseTimeMs"].is_i64());
     assert!(v["data"]["cachedAt"].as_str().is_some_and(|t| t.ends_with('Z')));
     let (_, again) = body(app.get_auth("/api/v1/monitoring/server-status", &token).await).await;

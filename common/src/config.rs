@@ -248,6 +248,12 @@ pub struct ApiConfig {
     pub stale_upload_age: Duration,
     pub api_rate_limit_max: u64,
     pub api_rate_limit_window: Duration,
+    /// Progress events of one (media, model) reach a socket at most once per this window, the
+    /// latest winning (`SOCKET_PROGRESS_WINDOW`, 150 ms; `0` relays every one).
+    pub socket_progress_window: Duration,
+    /// Packets socketioxide buffers per socket (`SOCKET_BUFFER`, 1 024); beyond it events wait in
+    /// the socket's outbox.
+    pub socket_buffer: usize,
 }
 
 /// What a worker process serves.
@@ -476,6 +482,10 @@ impl ApiConfig {
         if window == 0 || api_rate_limit_max == 0 {
             return Err(err("API_RATE_LIMIT_WINDOW_S", "and API_RATE_LIMIT_MAX must be positive"));
         }
+        let socket_buffer = v.parse("SOCKET_BUFFER", 1024usize, "a number of packets (at least 16)")?;
+        if socket_buffer < 16 {
+            return Err(err("SOCKET_BUFFER", "must be at least 16 packets"));
+        }
         Ok(Self {
             common,
             port,
@@ -488,6 +498,8 @@ impl ApiConfig {
             stale_upload_age: v.duration("STALE_UPLOAD_AGE", Duration::from_secs(3600))?,
             api_rate_limit_max,
             api_rate_limit_window: Duration::from_secs(window),
+            socket_progress_window: v.duration("SOCKET_PROGRESS_WINDOW", Duration::from_millis(150))?,
+            socket_buffer,
         })
     }
 }
@@ -574,6 +586,17 @@ mod tests {
         let e = ApiConfig::from_source(&with("JWT_SECRET", Some("0123456789"))).expect_err("must fail");
         assert_eq!(e.var, "JWT_SECRET");
         assert!(!e.to_string().contains("0123456789"));
+    }
+
+    #[test]
+    fn socket_delivery_settings_default_and_parse() {
+        let c = ApiConfig::from_source(&base()).expect("valid");
+        assert_eq!(c.socket_progress_window, Duration::from_millis(150));
+        assert_eq!(c.socket_buffer, 1024);
+        let c = ApiConfig::from_source(&with("SOCKET_PROGRESS_WINDOW", Some("0"))).expect("valid");
+        assert_eq!(c.socket_progress_window, Duration::ZERO);
+        let e = ApiConfig::from_source(&with("SOCKET_BUFFER", Some("8"))).expect_err("must fail");
+        assert_eq!(e.var, "SOCKET_BUFFER");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod events;
 pub mod metrics;
 pub mod model;
 pub mod patience;
+pub mod payload;
 pub mod reconcile;
 pub mod redis_conn;
 pub mod storage;

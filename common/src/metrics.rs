@@ -73,6 +73,31 @@ pub static SOCKET_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
 pub static EVENTS_RELAYED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec("drishtiksha_events_relayed_total", "Socket.IO events emitted by the progress relay", &["event"])
 });
+/// Progress messages replaced by a newer one of the same media and model before reaching a socket
+/// (label: the channel message's `event`, e.g. `FRAME_ANALYSIS_PROGRESS`).
+pub static SOCKET_EVENTS_COALESCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "drishtiksha_socket_events_coalesced_total",
+        "Progress messages superseded by a newer one for the same media and model before delivery",
+        &["event"],
+    )
+});
+/// Messages the relay chose not to deliver to a connected socket. Only progress messages can be
+/// dropped (a socket tracking too many distinct media/model pairs at once); never an outcome.
+pub static SOCKET_EVENTS_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "drishtiksha_socket_events_dropped_total",
+        "Progress messages not delivered to a connected socket by the relay's policy",
+        &["event"],
+    )
+});
+/// Sockets closed because they fell too far behind (the client reconnects and refetches).
+pub static SOCKET_OVERFLOW_DISCONNECTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "drishtiksha_socket_overflow_disconnects_total",
+        "Sockets disconnected because their backlog of undelivered events exceeded the bound",
+    )
+});
 
 /// The registry in the text exposition format.
 pub fn render() -> String {

@@ -66,6 +66,16 @@ impl Storage {
         }
     }
 
+    /// Deletes every object under the folder `prefix` (e.g. `results/<runId>`); returns how many.
+    /// A missing folder is not an error.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
+        let prefix = validate_key(prefix.trim_end_matches('/'))?;
+        match self {
+            Self::Local(l) => l.delete_dir(prefix).await,
+            Self::S3(s) => s.delete_prefix(prefix).await,
+        }
+    }
+
     pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
         match self.size(key).await {
             Ok(_) => Ok(true),
@@ -250,6 +260,31 @@ impl LocalStorage {
         ));
         let file = File::create(&tmp_path).await?;
         Ok(Upload { inner: UploadInner::Local(LocalUpload { file: Some(file), tmp_path, final_path, written: 0 }) })
+    }
+
+    async fn delete_dir(&self, prefix: &str) -> Result<usize, StorageError> {
+        let dir = self.path_of(prefix)?;
+        let mut count = 0;
+        let mut dirs = vec![dir.clone()];
+        while let Some(d) = dirs.pop() {
+            let mut entries = match tokio::fs::read_dir(&d).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                if entry.file_type().await?.is_dir() {
+                    dirs.push(entry.path());
+                } else {
+                    count += 1;
+                }
+            }
+        }
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(count),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

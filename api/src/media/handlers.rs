@@ -155,12 +155,15 @@ pub async fn delete_media(State(state): State<AppState>, user: AuthUser, MediaId
             tokio::time::sleep(DELETE_POLL).await;
         }
     }
+    let runs: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM analysis_runs WHERE media_id = $1").bind(id).fetch_all(&state.db).await?;
     let Some(key) = db_media::delete_owned(&state.db, id, user.id()).await? else {
         return Err(media_not_found());
     };
     if let Err(e) = state.storage.delete(&key).await {
         tracing::warn!(storage.key = %key, error = %e, "file of a deleted media not removed");
     }
+    super::results::delete_run_objects(&state, &runs).await;
     tracing::info!(runs.cancelled = active.len(), "media deleted");
     Ok(ok(Empty {}, "Media deleted successfully.").into_response())
 }

@@ -148,7 +148,8 @@ pub struct Analysis {
     /// `video`, `audio` or `image`, from the ML result.
     #[schema(required = true)]
     pub media_type: Option<String>,
-    /// The ML server's `data` object verbatim (completed), or `{ error, attempts, retryCount }` (failed).
+    /// The ML server's `data` object (completed), bounded as [`crate::payload`] describes (the full
+    /// answer: `GET /media/{id}/analyses/{analysisId}/result`), or `{ error, attempts, retryCount }` (failed).
     #[schema(required = true, value_type = Option<Object>)]
     pub result_payload: Option<Value>,
     #[serde(with = "crate::time::ts")]
@@ -487,7 +488,11 @@ async fn attach_analyses(db: &sqlx::PgPool, runs: Vec<RunRow>) -> Result<Vec<Run
     .fetch_all(db)
     .await?;
     let mut by_run: std::collections::HashMap<Uuid, Vec<Analysis>> = std::collections::HashMap::new();
-    for a in analyses {
+    for mut a in analyses {
+        // Rows written before payloads were bounded at write time.
+        if let Some(p) = a.result_payload.as_mut() {
+            crate::payload::bound(p);
+        }
         by_run.entry(a.analysis_run_id).or_default().push(a);
     }
     Ok(runs

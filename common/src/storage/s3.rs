@@ -233,6 +233,45 @@ impl S3Storage {
         Ok(())
     }
 
+    /// Lists the objects under `prefix/` page by page and deletes them in batches.
+    pub(super) async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let folder = format!("{}/", Self::object_key(prefix)?);
+        let mut deleted = 0;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&folder)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(remote)?;
+            let ids: Vec<ObjectIdentifier> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+                .collect();
+            if !ids.is_empty() {
+                let n = ids.len();
+                let delete = Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| StorageError::Remote(e.to_string()))?;
+                self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await.map_err(remote)?;
+                deleted += n;
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(deleted),
+            }
+        }
+    }
+
     pub(super) async fn size(&self, key: &str) -> Result<u64, StorageError> {
         let object = Self::object_key(key)?;
         match self.client.head_object().bucket(&self.bucket).key(object).send().await {
