@@ -40,6 +40,9 @@ impl Tmux {
             }
             // The typed line shows `EXIT-…=$?`; the answer a digit.
             if screen.split(&done).skip(1).any(|rest| rest.starts_with(|c: char| c.is_ascii_digit())) {
+                // The finished screen itself, with its escape codes (a fast command may have
+                // changed the screen between the two captures above).
+                coloured |= self.capture(true).contains("\u{1b}[3");
                 return (screens, coloured);
             }
             assert!(Instant::now() < deadline, "{cmd} did not finish within 120 s; last screen:\n{screen}");
