@@ -205,6 +205,58 @@ async fn the_eleventh_failed_login_is_429_and_then_even_the_right_password_is_re
 }
 
 #[tokio::test]
+async fn thirty_concurrent_wrong_passwords_get_at_most_ten_verified_and_the_rest_429() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    app.signup(&email, PASSWORD).await;
+    let attempts = (0..30).map(|_| async {
+        app.post_json("/api/v1/auth/login", json!({"email": email, "password": "wrong-password"}))
+            .await
+            .status()
+            .as_u16()
+    });
+    let mut statuses = futures::future::join_all(attempts).await;
+    statuses.sort_unstable();
+    let verified = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((verified, limited), (10, 20), "{statuses:?}");
+    let r = app.post_json("/api/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
+    assert_eq!(r.status(), 429);
+}
+
+#[tokio::test]
+async fn a_successful_login_does_not_use_up_an_attempt() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    app.signup(&email, PASSWORD).await;
+    for _ in 0..12 {
+        let r = app.post_json("/api/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()), Some("10"));
+    }
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_on_a_password_change_are_limited_per_user() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.signup(&unique_email(), PASSWORD).await;
+    let put = |current: &'static str| {
+        app.http
+            .put(app.url("/api/v1/auth/profile/password"))
+            .bearer_auth(&token)
+            .json(&json!({"currentPassword": current, "newPassword": "new-password-1"}))
+            .send()
+    };
+    for i in 0..10 {
+        assert_eq!(put("not-my-password").await.expect("req").status(), 400, "guess {}", i + 1);
+    }
+    let (status, v) = body(put("not-my-password").await.expect("req")).await;
+    assert_eq!(status, 429);
+    assert_error(&v, 429, "Too many requests. Please try again after 10 minutes.");
+    assert_eq!(put(PASSWORD).await.expect("req").status(), 429);
+}
+
+#[tokio::test]
 async fn profile_requires_a_valid_token_of_an_existing_user() {
     let app = TestApp::spawn().await;
     let (user_id, token) = app.signup(&unique_email(), PASSWORD).await;
@@ -551,4 +603,28 @@ async fn limiters_fail_open_and_ready_names_redis_when_redis_is_down() {
     .await
     .expect("redis back");
     assert_eq!(ready["checks"]["postgres"], "ok");
+}
+
+#[tokio::test]
+async fn signups_past_the_per_address_limit_get_429_before_any_hashing() {
+    let app = TestApp::spawn_with(HashMap::from([("SIGNUP_RATE_LIMIT_MAX", "2".to_string())])).await;
+    app.signup(&unique_email(), PASSWORD).await;
+    app.signup(&unique_email(), PASSWORD).await;
+    let email = unique_email();
+    let r = app
+        .post_json(
+            "/api/v1/auth/signup",
+            json!({"email": email, "password": PASSWORD, "firstName": "A", "lastName": "B"}),
+        )
+        .await;
+    assert_eq!(r.headers().get("ratelimit-limit").and_then(|v| v.to_str().ok()), Some("2"));
+    let (status, v) = body(r).await;
+    assert_eq!(status, 429);
+    assert_error(&v, 429, "Too many requests. Please try again after 60 minutes.");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(n, 0);
 }

@@ -235,6 +235,8 @@ pub struct ApiConfig {
     pub max_upload_bytes: u64,
     pub api_rate_limit_max: u64,
     pub api_rate_limit_window: Duration,
+    /// Signups (that pass validation) per IP and hour.
+    pub signup_rate_limit_max: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -416,6 +418,7 @@ impl ApiConfig {
             return Err(err("MAX_UPLOAD_BYTES", "must be a positive number of bytes"));
         }
         let api_rate_limit_max = v.parse("API_RATE_LIMIT_MAX", 20_000u64, "a positive integer")?;
+        let signup_rate_limit_max = v.parse("SIGNUP_RATE_LIMIT_MAX", 20u64, "a number of signups per hour and IP")?;
         let window = v.parse("API_RATE_LIMIT_WINDOW_S", 60u64, "a positive number of seconds")?;
         if window == 0 || api_rate_limit_max == 0 {
             return Err(err("API_RATE_LIMIT_WINDOW_S", "and API_RATE_LIMIT_MAX must be positive"));
@@ -431,6 +434,7 @@ impl ApiConfig {
             max_upload_bytes,
             api_rate_limit_max,
             api_rate_limit_window: Duration::from_secs(window),
+            signup_rate_limit_max,
         })
     }
 }

@@ -20,7 +20,7 @@ use crate::envelope::{Success, ok, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, str_field};
 use crate::openapi::{Null, TAG_AUTH};
-use crate::ratelimit::{ClientIp, LoginLimiter};
+use crate::ratelimit::{self, AttemptLimiter, ClientIp};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -163,7 +163,8 @@ fn check_name(
     }
 }
 
-/// Creates a `USER` account (no cookie is set).
+/// Creates a `USER` account (no cookie is set). Signups that pass validation are limited per IP
+/// (`SIGNUP_RATE_LIMIT_MAX` per hour, 20 by default).
 #[utoipa::path(
     post, path = "/signup", tag = TAG_AUTH, summary = "Sign up",
     request_body = SignupRequest,
@@ -172,7 +173,7 @@ fn check_name(
         (status = 409, description = "`User with this email already exists`", body = ErrorBody),
     ),
 )]
-async fn signup(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn signup(State(state): State<AppState>, ip: ClientIp, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let mut errors = Vec::new();
     let email = str_field(&body, "email").ok().flatten().and_then(|e| parse_email(&e));
     if email.is_none() {
@@ -186,6 +187,11 @@ async fn signup(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiR
         return Err(ApiError::validation(errors));
     };
 
+    // Each signup costs a password hash: limited per address.
+    let verdict = ratelimit::signup(&state, &ip).await;
+    if let Some(rejection) = verdict.rejection() {
+        return Ok(verdict.decorate(rejection));
+    }
     let hash = password::hash(pw).await?;
     let new = users::NewUser {
         id: Uuid::new_v4(),
@@ -203,7 +209,9 @@ async fn signup(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiR
     };
     let (token, _) = state.jwt.issue(user.id, &user.email, user.role)?;
     tracing::info!(user.id = %user.id, "account created");
-    Ok(with_status(StatusCode::CREATED, AuthResponse { user, token }, "User created successfully").into_response())
+    Ok(verdict.decorate(
+        with_status(StatusCode::CREATED, AuthResponse { user, token }, "User created successfully").into_response(),
+    ))
 }
 
 fn http_date(ts: DateTime<Utc>) -> String {
@@ -229,8 +237,8 @@ fn auth_cookie(state: &AppState, token: &str, exp: i64) -> String {
 )]
 async fn login(State(state): State<AppState>, ip: ClientIp, JsonBody(body): JsonBody) -> Response {
     let email_raw = str_field(&body, "email").ok().flatten().unwrap_or_default();
-    let limiter = LoginLimiter::new(&state, &ip, &email_raw);
-    let verdict = limiter.check().await;
+    let limiter = AttemptLimiter::login(&state, &ip, &email_raw);
+    let verdict = limiter.reserve().await;
     if let Some(rejection) = verdict.rejection() {
         return verdict.decorate(rejection);
     }
@@ -238,7 +246,8 @@ async fn login(State(state): State<AppState>, ip: ClientIp, JsonBody(body): Json
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    let verdict = if resp.status().as_u16() >= 400 { limiter.record_failure(verdict).await } else { verdict };
+    // A failure keeps its reserved attempt; a success gives it back.
+    let verdict = if resp.status().as_u16() >= 400 { verdict } else { limiter.release(verdict).await };
     verdict.decorate(resp)
 }
 
@@ -260,7 +269,7 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
     let row = users::find_with_hash_by_email(&state.db, &email).await?;
     let Some(row) = row else {
         // Same cost as a wrong password.
-        let _ = password::verify(pw, password::DUMMY_HASH.clone()).await;
+        password::verify(pw, password::DUMMY_HASH.clone()).await?;
         return Err(invalid());
     };
     let verified = password::verify(pw.clone(), row.password_hash.clone()).await?;
@@ -274,7 +283,7 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
                     tracing::warn!(user.id = %row.user.id, error = %e, "legacy password hash not upgraded");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "legacy password hash not upgraded"),
+            Err(e) => tracing::warn!(error = %e.message, "legacy password hash not upgraded"),
         }
     }
     let user = row.user;
@@ -369,12 +378,20 @@ async fn change_password(
     let (Some(current), Some(new_pw), true) = (current, new_pw, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
+    // Guesses of the current password are limited like logins, per user.
+    let limiter = AttemptLimiter::password_change(&state, user.id());
+    let verdict = limiter.reserve().await;
+    if let Some(rejection) = verdict.rejection() {
+        return Ok(verdict.decorate(rejection));
+    }
     let stored = users::password_hash(&state.db, user.id())
         .await?
         .ok_or_else(|| ApiError::unauthorized("Invalid access token or user is inactive."))?;
     if password::verify(current, stored).await? == Verified::No {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "Current password is incorrect"));
+        let wrong = ApiError::new(StatusCode::BAD_REQUEST, "Current password is incorrect");
+        return Ok(verdict.decorate(wrong.into_response()));
     }
+    limiter.release(verdict).await;
     let hash = password::hash(new_pw).await?;
     users::set_password_hash(&state.db, user.id(), &hash).await?;
     tracing::info!(user.id = %user.id(), "password changed");
