@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -20,6 +20,8 @@ const CSP: &str = "default-src 'self';base-uri 'self';font-src 'self' https: dat
 const EXPOSED: &str =
     "Content-Disposition, Retry-After, RateLimit-Policy, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset";
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Where the Socket.IO layer answers (§7.4).
+pub const SOCKET_IO_PATH: &str = "/socket.io";
 
 /// The allowed origins, normalised (`scheme://host[:port]`).
 #[derive(Clone)]
@@ -128,7 +130,7 @@ pub async fn method_not_allowed_envelope(req: Request, next: Next) -> Response {
     out
 }
 
-/// Marks fallback responses, so metrics do not label them by the (unbounded) requested path.
+/// Marks fallback responses: they are labelled as unmatched in the metrics.
 #[derive(Clone, Copy)]
 pub struct Unmatched;
 
@@ -138,24 +140,35 @@ pub async fn route_not_found() -> Response {
     resp
 }
 
-/// Counts requests by route and status and observes their latency.
+/// Route layer: hands the matched route template (`/api/v1/media/{id}`) to [`http_metrics`], which
+/// runs outside the router and so never sees the request's [`MatchedPath`].
+pub async fn expose_matched_path(req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(matched) = matched {
+        resp.extensions_mut().insert(matched);
+    }
+    resp
+}
+
+/// Counts requests by route and status and observes their latency. Labels come from the code, never
+/// from the client: the route template that matched, `/socket.io` for the Socket.IO layer (which
+/// answers before routing), and one value for everything else; unknown methods share one label.
 pub async fn http_metrics(req: Request, next: Next) -> Response {
-    let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
+    use drishtiksha_common::metrics::{HTTP_DURATION, HTTP_REQUESTS, UNMATCHED_ROUTE, method_label};
+    let method = method_label(req.method().as_str());
+    let socket_io = req.uri().path().starts_with(SOCKET_IO_PATH);
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
-    let route = if resp.extensions().get::<Unmatched>().is_some() {
-        "unmatched".to_string()
-    } else {
-        drishtiksha_common::metrics::route_label(&path)
+    let matched = resp.extensions().get::<MatchedPath>();
+    let route = match matched {
+        Some(m) => m.as_str(),
+        None if socket_io && resp.extensions().get::<Unmatched>().is_none() => SOCKET_IO_PATH,
+        None => UNMATCHED_ROUTE,
     };
     let status = resp.status().as_u16().to_string();
-    drishtiksha_common::metrics::HTTP_REQUESTS
-        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
-        .inc();
-    drishtiksha_common::metrics::HTTP_DURATION
-        .with_label_values(&[method.as_str(), route.as_str()])
-        .observe(started.elapsed().as_secs_f64());
+    HTTP_REQUESTS.with_label_values(&[method, route, status.as_str()]).inc();
+    HTTP_DURATION.with_label_values(&[method, route]).observe(started.elapsed().as_secs_f64());
     resp
 }
 

@@ -71,6 +71,7 @@ pub fn app(state: AppState) -> (Router, socketioxide::SocketIo) {
     let limiter = from_fn_with_state(state.clone(), ratelimit::api_limiter);
     let (router, _) = routes(|v1| v1.layer(limiter));
     let router = router
+        .route_layer(from_fn(http::expose_matched_path))
         .fallback(http::route_not_found)
         .with_state(state)
         .layer(socket_layer)

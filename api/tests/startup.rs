@@ -100,6 +100,54 @@ async fn metrics_are_served_in_prometheus_text_format_with_route_labels() {
     assert!(text.contains("drishtiksha_http_request_duration_seconds_bucket"));
 }
 
+/// The series of the http metrics whose route is one of `routes`.
+fn http_series(text: &str, routes: &[&str]) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("drishtiksha_http_"))
+        .filter(|l| routes.iter().any(|r| l.contains(&format!("route=\"{r}\""))))
+        .map(|l| l.rsplit_once(' ').map_or(l, |(series, _)| series).to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn random_paths_ids_and_methods_add_no_metric_series() {
+    let app = TestApp::spawn().await;
+    let xfoo = reqwest::Method::from_bytes(b"XFOO").expect("method");
+    let send = |method: reqwest::Method, path: String| {
+        let req = app.http.request(method, app.url(&path));
+        async move { req.send().await.expect("req").status().as_u16() }
+    };
+    // One of each kind first: the series these create are the fixed set.
+    assert_eq!(send(reqwest::Method::GET, "/api/v1/media/warm-up".into()).await, 401);
+    assert_eq!(send(reqwest::Method::GET, "/api/v1/no-such-route".into()).await, 404);
+    assert_eq!(send(xfoo.clone(), "/api/v1/media/warm-up".into()).await, 405);
+    assert_eq!(send(xfoo.clone(), "/api/v1/no-such-route".into()).await, 404);
+    let routes = ["/api/v1/media/{id}", "unmatched"];
+    let text = |app: &TestApp| {
+        let r = app.http.get(app.url("/metrics")).send();
+        async move { r.await.expect("req").text().await.expect("text") }
+    };
+    let before = http_series(&text(&app).await, &routes);
+    assert!(before.iter().any(|l| l.contains(r#"route="/api/v1/media/{id}",status="401""#)), "{before:?}");
+    assert!(before.iter().any(|l| l.contains(r#"method="OTHER",route="unmatched",status="405""#)), "{before:?}");
+
+    let long_id = "x".repeat(30_000);
+    for i in 0..20 {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        assert_eq!(send(reqwest::Method::GET, format!("/api/v1/media/{id}{i}")).await, 401);
+        assert_eq!(send(reqwest::Method::GET, format!("/api/v1/{id}/{i}")).await, 404);
+        assert_eq!(send(xfoo.clone(), format!("/api/v1/media/{id}")).await, 405);
+        let other = reqwest::Method::from_bytes(format!("X{i}").as_bytes()).expect("method");
+        assert_eq!(send(other, format!("/api/v1/{id}")).await, 404);
+    }
+    assert_eq!(send(reqwest::Method::GET, format!("/api/v1/media/{long_id}")).await, 401);
+
+    let after_text = text(&app).await;
+    assert_eq!(http_series(&after_text, &routes), before);
+    assert!(!after_text.contains("xxxxxxxxxx"), "a client-chosen id became a label");
+    assert!(!after_text.contains("method=\"X"), "a client-chosen method became a label");
+}
+
 #[tokio::test]
 async fn metrics_can_be_bound_to_a_separate_address() {
     let port = drishtiksha_testkit::free_port();
