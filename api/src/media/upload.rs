@@ -5,11 +5,15 @@
 //! starts (an unexpected file) end the request at once, the size limit ends it as soon as it is
 //! exceeded, and the rest are decided once the body has been read. A file is only written when
 //! its name and type are acceptable; whatever was written is removed on every error path.
+//!
+//! Nothing is read without a bound (see [`super::multipart`]): the whole body, each part's headers,
+//! and each text field. A text field past its bound ends the request at once: a description longer
+//! than any 500 characters can be is refused then, before the parts after it are seen.
 
-use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use multer::{Field, Multipart};
 use serde_json::json;
 use tracing::instrument;
 use uuid::Uuid;
@@ -21,6 +25,7 @@ use drishtiksha_common::storage::Upload;
 use drishtiksha_common::temporal::workflow_id;
 
 use super::analysis::{self, RunToStart};
+use super::multipart::{BodyProblem, UploadBody};
 use crate::auth::AuthUser;
 use crate::envelope::{Success, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -33,6 +38,8 @@ const MAX_FILENAME_BYTES: usize = 255;
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
 /// A description longer than this many bytes has more than 500 characters whatever its encoding.
 const DESCRIPTION_BYTE_CAP: usize = MAX_DESCRIPTION_CHARS * 4;
+/// Longest text field that is read and ignored.
+const IGNORED_FIELD_LIMIT: usize = 64 * 1024;
 
 fn file_required() -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "A file is required for upload.")
@@ -48,6 +55,17 @@ const INVALID_FILENAME: &str = "Filename contains an invalid character.";
 
 fn description_too_long() -> ApiError {
     ApiError::validation_one(format!("Description must be at most {MAX_DESCRIPTION_CHARS} characters"))
+}
+
+/// A body that cannot be read: too large for the upload limit, or malformed (§5.1).
+fn body_problem(e: &multer::Error, limit: u64) -> ApiError {
+    match BodyProblem::of(e) {
+        BodyProblem::TooLarge => too_large(limit),
+        BodyProblem::Malformed => {
+            tracing::debug!(error = %e, "malformed multipart body");
+            file_required()
+        }
+    }
 }
 
 fn filename_too_long() -> ApiError {
@@ -148,7 +166,7 @@ pub struct UploadMediaRequest {
     responses(
         (status = 202, description = "`Media uploaded and successfully queued for its first analysis run.` (the media without `user` and `analysisRuns`)", body = Success<Media>),
         (status = 400, description = "`A file is required for upload.`, or `Validation failed` (unexpected file field, empty file, file name too long, description too long)", body = ErrorBody),
-        (status = 413, description = "`File too large. The maximum size is <N> MB.`", body = ErrorBody),
+        (status = 413, description = "`File too large. The maximum size is <N> MB.`, or `Request body too large.` (a text field other than `description` over 64 kB)", body = ErrorBody),
         (status = 415, description = "`Unsupported file type: '<mime>'. …` or `File extension '<ext>' does not match MIME type '<mime>'.`", body = ErrorBody),
         (status = 503, description = "`Media saved, but its analysis could not be started. Please re-run it later.`, or a dependency is unavailable", body = ErrorBody),
     ),
@@ -157,9 +175,12 @@ pub struct UploadMediaRequest {
 pub async fn upload_media(
     State(state): State<AppState>,
     user: AuthUser,
-    multipart: Result<Multipart, MultipartRejection>,
+    UploadBody(multipart): UploadBody,
 ) -> ApiResult<Response> {
-    let multipart = multipart.map_err(|_| file_required())?;
+    let multipart = multipart.map_err(|problem| match problem {
+        BodyProblem::TooLarge => too_large(state.config.max_upload_bytes),
+        BodyProblem::Malformed => file_required(),
+    })?;
     let media_id = Uuid::new_v4();
     let accepted = receive(&state, multipart, media_id).await?;
     // From here on the work completes even if the client goes away, so a stored file never
@@ -171,7 +192,7 @@ pub async fn upload_media(
 }
 
 /// Reads the whole body, applying §5.1; on success the file is still pending in storage.
-async fn receive(state: &AppState, mut multipart: Multipart, media_id: Uuid) -> ApiResult<Accepted> {
+async fn receive(state: &AppState, mut multipart: Multipart<'static>, media_id: Uuid) -> ApiResult<Accepted> {
     let limit = state.config.max_upload_bytes;
     let mut received = Received::default();
     loop {
@@ -179,9 +200,8 @@ async fn receive(state: &AppState, mut multipart: Multipart, media_id: Uuid) -> 
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(e) => {
-                tracing::debug!(error = %e, "malformed multipart body");
                 received.discard().await;
-                return Err(file_required());
+                return Err(body_problem(&e, limit));
             }
         };
         let name = field.name().unwrap_or_default().to_string();
@@ -190,8 +210,8 @@ async fn receive(state: &AppState, mut multipart: Multipart, media_id: Uuid) -> 
         let step = match file_name {
             Some(_) if name != FILE_FIELD || received.file.is_some() => Err(unexpected_file(&name)),
             Some(raw) => receive_file(state, field, &raw, media_id, limit, &mut received).await,
-            None if name == "description" => receive_description(field, &mut received).await,
-            None => drain(field).await,
+            None if name == "description" => receive_description(field, limit, &mut received).await,
+            None => drain(field, limit).await,
         };
         if let Err(e) = step {
             received.discard().await;
@@ -258,14 +278,14 @@ fn extension_mismatch(filename: &str, declared: &str) -> ApiError {
 
 async fn receive_file(
     state: &AppState,
-    mut field: Field<'_>,
+    mut field: Field<'static>,
     raw_name: &str,
     media_id: Uuid,
     limit: u64,
     received: &mut Received,
 ) -> ApiResult<()> {
     let filename = strip_path(raw_name).to_string();
-    let declared_mime = field.content_type().unwrap_or("application/octet-stream").to_string();
+    let declared_mime = field.content_type().map_or("application/octet-stream".to_string(), |m| m.to_string());
     let ext = extension_of(&filename);
     let storable = accepted_type(&declared_mime).filter(|t| {
         filename.len() <= MAX_FILENAME_BYTES && is_storable_text(&filename) && t.extensions.contains(&ext.as_str())
@@ -286,7 +306,7 @@ async fn receive_file(
             Ok(None) => return Ok(()),
             Err(e) => {
                 tracing::debug!(error = %e, "upload body ended early");
-                return Err(file_required());
+                return Err(body_problem(&e, limit));
             }
         };
         file.size += chunk.len() as u64;
@@ -306,36 +326,40 @@ async fn receive_file(
     }
 }
 
-/// Reads a description, keeping at most what can still be 500 characters.
-async fn receive_description(mut field: Field<'_>, received: &mut Received) -> ApiResult<()> {
+/// Reads a description; one longer than any 500 characters can be ends the request at once.
+async fn receive_description(mut field: Field<'static>, limit: u64, received: &mut Received) -> ApiResult<()> {
     let mut bytes = Vec::new();
-    let mut too_long = false;
     loop {
         match field.chunk().await {
             Ok(Some(chunk)) => {
-                if !too_long && bytes.len() + chunk.len() <= DESCRIPTION_BYTE_CAP {
-                    bytes.extend_from_slice(&chunk);
-                } else {
-                    too_long = true;
+                if bytes.len() + chunk.len() > DESCRIPTION_BYTE_CAP {
+                    return Err(description_too_long());
                 }
+                bytes.extend_from_slice(&chunk);
             }
             Ok(None) => break,
-            Err(_) => return Err(file_required()),
+            Err(e) => return Err(body_problem(&e, limit)),
         }
     }
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    received.description_too_long = too_long || text.chars().count() > MAX_DESCRIPTION_CHARS;
+    received.description_too_long = text.chars().count() > MAX_DESCRIPTION_CHARS;
     received.description = Some(text);
     Ok(())
 }
 
-/// Other text fields are ignored.
-async fn drain(mut field: Field<'_>) -> ApiResult<()> {
+/// Other text fields are ignored, up to [`IGNORED_FIELD_LIMIT`] bytes each.
+async fn drain(mut field: Field<'static>, limit: u64) -> ApiResult<()> {
+    let mut size = 0;
     loop {
         match field.chunk().await {
-            Ok(Some(_)) => {}
+            Ok(Some(chunk)) => {
+                size += chunk.len();
+                if size > IGNORED_FIELD_LIMIT {
+                    return Err(crate::extract::too_large());
+                }
+            }
             Ok(None) => return Ok(()),
-            Err(_) => return Err(file_required()),
+            Err(e) => return Err(body_problem(&e, limit)),
         }
     }
 }

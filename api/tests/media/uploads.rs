@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::multipart::{Form, Part};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{Options, Temporal, TestApi, assert_error, file_part, json_of, png_bytes};
 
@@ -342,6 +342,91 @@ async fn upload_far_over_the_limit_is_answered_413_before_the_body_ends() {
     let (_, token) = api.signup().await;
     let body = vec![7u8; 20 * limit as usize];
     let (status, v) = json_of(api.upload(&token, "big.png", "image/png", body, None).await).await;
+    assert_eq!(status, 413);
+    assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
+    api.assert_nothing_stored().await;
+}
+
+/// A multipart body of `head` followed by `filler` bytes in 64 KiB chunks, counting what the
+/// server pulled; the request is answered when the server stops reading.
+async fn send_counted(api: &TestApi, token: &str, head: String, filler: u8, total: usize) -> (u16, Value, usize) {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CHUNK: usize = 64 * 1024;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let head = Bytes::from(head);
+    let chunks = futures::stream::iter(0..=total / CHUNK).map(move |i| {
+        let chunk = if i == 0 { head.clone() } else { Bytes::from(vec![filler; CHUNK]) };
+        counter.fetch_add(chunk.len(), Ordering::SeqCst);
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let r = api
+        .http
+        .post(api.url("/api/v1/media"))
+        .bearer_auth(token)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("the server answers before the body ends");
+    let (status, v) = json_of(r).await;
+    (status, v, sent.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_64_mib_part_header_is_refused_as_soon_as_it_passes_the_bound() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let head = "--XyZ\r\nContent-Disposition: form-data; name=\"media\"; filename=\"a.png\"\r\nX-Long: ".to_string();
+    let (status, v, sent) = send_counted(&api, &token, head, b'a', 64 << 20).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, FILE_REQUIRED, &[]);
+    // What was read is bounded (socket buffers aside), not the whole header.
+    assert!(sent < 16 << 20, "{sent} bytes were pulled from the client");
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn a_200_mib_ignored_text_field_is_refused_413_without_being_read_to_the_end() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let head = "--XyZ\r\nContent-Disposition: form-data; name=\"notes\"\r\n\r\n".to_string();
+    let (status, v, sent) = send_counted(&api, &token, head, b'n', 200 << 20).await;
+    assert_eq!(status, 413);
+    assert_error(&v, 413, "Request body too large.", &[]);
+    assert!(sent < 32 << 20, "{sent} bytes were pulled from the client");
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn a_description_longer_than_500_characters_can_be_ends_the_request_at_once() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let head = "--XyZ\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\n".to_string();
+    let (status, v, sent) = send_counted(&api, &token, head, b'd', 200 << 20).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Description must be at most 500 characters"]);
+    assert!(sent < 32 << 20, "{sent} bytes were pulled from the client");
+}
+
+#[tokio::test]
+async fn many_small_ignored_fields_are_bounded_by_the_upload_limit_plus_a_margin() {
+    let limit = 1_048_576u64;
+    let api = TestApi::spawn_with(Options {
+        temporal: Temporal::Unreachable,
+        max_upload_bytes: Some(limit),
+        ..Options::default()
+    })
+    .await;
+    let (_, token) = api.signup().await;
+    let mut form = Form::new();
+    for i in 0..40 {
+        form = form.text(format!("f{i}"), "x".repeat(60_000));
+    }
+    let form = form.part("media", file_part("a.png", "image/png", png_bytes()));
+    let (status, v) = json_of(api.upload_form(&token, form).await).await;
     assert_eq!(status, 413);
     assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
     api.assert_nothing_stored().await;
