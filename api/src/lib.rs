@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod pdf;
 pub mod ratelimit;
 pub mod realtime;
+pub mod server;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -68,6 +69,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 pub fn app(state: AppState) -> (Router, socketioxide::SocketIo) {
     let (socket_layer, io) = realtime::layer(state.clone());
     let origins = http::Origins(Arc::new(state.config.frontend_origins.clone()));
+    let body_timeout = state.config.http_body_timeout;
     let limiter = from_fn_with_state(state.clone(), ratelimit::api_limiter);
     let (router, _) = routes(|v1| v1.layer(limiter));
     let router = router
@@ -79,7 +81,8 @@ pub fn app(state: AppState) -> (Router, socketioxide::SocketIo) {
         .layer(from_fn_with_state(origins, http::cors))
         .layer(from_fn(http::security_headers))
         .layer(from_fn(http::request_id))
-        .layer(from_fn(http::http_metrics));
+        .layer(from_fn(http::http_metrics))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout));
     (router, io)
 }
 
@@ -99,16 +102,16 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         Some(addr) => Some(spawn_metrics_listener(addr).await?),
         None => None,
     };
+    let limits = server::Limits::from_config(&state.config);
     let progress = realtime::spawn_listener(io.clone(), state);
     tracing::info!(addr = %listener.local_addr()?, "api listening");
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Long-lived sockets would otherwise hold the graceful shutdown open.
-            io.close().await;
-        })
-        .await
-        .context("http server failed");
+    let result = server::serve(listener, app, limits, async move {
+        shutdown_signal().await;
+        // Long-lived sockets would otherwise hold the graceful shutdown open.
+        io.close().await;
+    })
+    .await
+    .context("http server failed");
     progress.abort();
     if let Some(m) = metrics_server {
         m.abort();

@@ -163,3 +163,86 @@ async fn metrics_can_be_bound_to_a_separate_address() {
         "{text}"
     );
 }
+
+mod slow_clients {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::support::TestApp;
+
+    /// Everything the server sends until it closes the connection; fails if it is still open
+    /// after `deadline` (far beyond the configured timeouts).
+    async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> Vec<u8> {
+        let mut out = Vec::new();
+        match tokio::time::timeout(deadline, stream.read_to_end(&mut out)).await {
+            Ok(_) => out,
+            Err(_) => panic!("the connection is still open; received so far: {:?}", String::from_utf8_lossy(&out)),
+        }
+    }
+
+    async fn app_with_timeouts() -> TestApp {
+        TestApp::spawn_with(HashMap::from([
+            ("HTTP_HEADER_TIMEOUT", "1".to_string()),
+            ("HTTP_BODY_TIMEOUT", "1".to_string()),
+        ]))
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_partial_request_line_is_closed_after_the_header_timeout() {
+        let app = app_with_timeouts().await;
+        let mut s = TcpStream::connect(app.addr).await.expect("connect");
+        s.write_all(b"GET /api/hea").await.expect("write");
+        read_until_closed(&mut s, Duration::from_secs(20)).await;
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+        let app = app_with_timeouts().await;
+        let mut s = TcpStream::connect(app.addr).await.expect("connect");
+        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: api\r\n\r\n").await.expect("write");
+        let got = read_until_closed(&mut s, Duration::from_secs(20)).await;
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&got));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_is_answered_and_closed_after_the_body_timeout() {
+        let app = app_with_timeouts().await;
+        let mut s = TcpStream::connect(app.addr).await.expect("connect");
+        let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+        s.write_all(head.as_bytes()).await.expect("write");
+        s.write_all(br#"{"email":"#).await.expect("write");
+        let got = read_until_closed(&mut s, Duration::from_secs(20)).await;
+        assert!(got.starts_with(b"HTTP/1.1 400"), "{:?}", String::from_utf8_lossy(&got));
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_maximum_wait_until_one_closes() {
+        let app = TestApp::spawn_with(HashMap::from([("HTTP_MAX_CONNECTIONS", "2".to_string())])).await;
+        let request = b"GET /api/health HTTP/1.1\r\nHost: api\r\n\r\n";
+        let mut buf = [0u8; 512];
+        let mut open = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(app.addr).await.expect("connect");
+            s.write_all(request).await.expect("write");
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            open.push(s);
+        }
+        let mut third = TcpStream::connect(app.addr).await.expect("connect");
+        third.write_all(request).await.expect("write");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await.is_err(),
+            "a third connection was served past the maximum of two"
+        );
+        drop(open.remove(0));
+        let n = tokio::time::timeout(Duration::from_secs(20), third.read(&mut buf))
+            .await
+            .expect("served once a connection closed")
+            .expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    }
+}

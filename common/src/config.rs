@@ -237,6 +237,12 @@ pub struct ApiConfig {
     pub api_rate_limit_window: Duration,
     /// Signups (that pass validation) per IP and hour.
     pub signup_rate_limit_max: u64,
+    /// Longest wait for a complete request head, also between keep-alive requests.
+    pub http_header_timeout: Duration,
+    /// Longest gap between two chunks of a request body.
+    pub http_body_timeout: Duration,
+    /// Open connections per process.
+    pub http_max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -419,6 +425,15 @@ impl ApiConfig {
         }
         let api_rate_limit_max = v.parse("API_RATE_LIMIT_MAX", 20_000u64, "a positive integer")?;
         let signup_rate_limit_max = v.parse("SIGNUP_RATE_LIMIT_MAX", 20u64, "a number of signups per hour and IP")?;
+        let http_header_timeout = v.duration("HTTP_HEADER_TIMEOUT", Duration::from_secs(30))?;
+        let http_body_timeout = v.duration("HTTP_BODY_TIMEOUT", Duration::from_secs(30))?;
+        if http_header_timeout.is_zero() || http_body_timeout.is_zero() {
+            return Err(err("HTTP_HEADER_TIMEOUT", "and HTTP_BODY_TIMEOUT must be positive durations"));
+        }
+        let http_max_connections = v.parse("HTTP_MAX_CONNECTIONS", 10_000usize, "a positive number of connections")?;
+        if http_max_connections == 0 {
+            return Err(err("HTTP_MAX_CONNECTIONS", "must be a positive number of connections"));
+        }
         let window = v.parse("API_RATE_LIMIT_WINDOW_S", 60u64, "a positive number of seconds")?;
         if window == 0 || api_rate_limit_max == 0 {
             return Err(err("API_RATE_LIMIT_WINDOW_S", "and API_RATE_LIMIT_MAX must be positive"));
@@ -435,6 +450,9 @@ impl ApiConfig {
             api_rate_limit_max,
             api_rate_limit_window: Duration::from_secs(window),
             signup_rate_limit_max,
+            http_header_timeout,
+            http_body_timeout,
+            http_max_connections,
         })
     }
 }
