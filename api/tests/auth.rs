@@ -397,7 +397,7 @@ async fn password_change_needs_the_current_password_and_a_wrong_one_is_400_not_4
     .await;
     assert_eq!(status, 200);
     assert_eq!(v["message"], "Password updated successfully");
-    assert_eq!(v["data"], Value::Null);
+    assert!(v["data"]["token"].as_str().is_some_and(|t| t.starts_with("ey")), "{v}");
     let r = app.post_json("/api/v1/auth/login", json!({"email": email, "password": "new-password-1"})).await;
     assert_eq!(r.status(), 200);
     let r = app.post_json("/api/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
@@ -627,4 +627,106 @@ async fn signups_past_the_per_address_limit_get_429_before_any_hashing() {
         .await
         .expect("count");
     assert_eq!(n, 0);
+}
+
+async fn login_token(app: &TestApp, email: &str, password: &str) -> String {
+    let (status, v) =
+        body(app.post_json("/api/v1/auth/login", json!({"email": email, "password": password})).await).await;
+    assert_eq!(status, 200, "{v}");
+    v["data"]["token"].as_str().expect("token").to_string()
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_every_earlier_token_and_answers_a_fresh_one() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    let (_, signup_token) = app.signup(&email, PASSWORD).await;
+    let other_device = login_token(&app, &email, PASSWORD).await;
+    let (status, v) = body(
+        app.http
+            .put(app.url("/api/v1/auth/profile/password"))
+            .bearer_auth(&signup_token)
+            .json(&json!({"currentPassword": PASSWORD, "newPassword": "new-password-1"}))
+            .send()
+            .await
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let fresh = v["data"]["token"].as_str().expect("fresh token").to_string();
+    for old in [&signup_token, &other_device] {
+        let (status, v) = body(app.get_auth("/api/v1/auth/profile", old).await).await;
+        assert_eq!(status, 401);
+        assert_error(&v, 401, "Invalid access token.");
+    }
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &fresh).await.status(), 200);
+    // A login right after the change (same second) gets a token that works.
+    let after = login_token(&app, &email, "new-password-1").await;
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &after).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_password_change_made_with_the_cookie_sets_the_fresh_token_as_the_cookie() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    let (_, token) = app.signup(&email, PASSWORD).await;
+    let r = app
+        .http
+        .put(app.url("/api/v1/auth/profile/password"))
+        .header("cookie", format!("authToken={token}"))
+        .json(&json!({"currentPassword": PASSWORD, "newPassword": "new-password-1"}))
+        .send()
+        .await
+        .expect("req");
+    let cookie = r.headers().get("set-cookie").expect("cookie").to_str().expect("ascii").to_string();
+    let (status, v) = body(r).await;
+    assert_eq!(status, 200);
+    let fresh = v["data"]["token"].as_str().expect("token");
+    assert!(cookie.starts_with(&format!("authToken={fresh};")), "{cookie}");
+}
+
+#[tokio::test]
+async fn logout_revokes_the_token_it_was_called_with_and_only_that_one() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    app.signup(&email, PASSWORD).await;
+    // The frontend's flow: login, use, logout, login again, use.
+    let first = login_token(&app, &email, PASSWORD).await;
+    // The claims are whole seconds and nothing else (§2.2): logins within one second get the same
+    // token. Another device's token is one from a later second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let other_device = loop {
+        let t = login_token(&app, &email, PASSWORD).await;
+        if t != first {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "every login gave the same token");
+    };
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &first).await.status(), 200);
+    let r = app.http.post(app.url("/api/v1/auth/logout")).bearer_auth(&first).send().await.expect("req");
+    assert_eq!(r.status(), 200);
+    let (status, v) = body(app.get_auth("/api/v1/auth/profile", &first).await).await;
+    assert_eq!(status, 401);
+    assert_error(&v, 401, "Invalid access token.");
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &other_device).await.status(), 200);
+    let again = login_token(&app, &email, PASSWORD).await;
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &again).await.status(), 200);
+
+    // With the cookie.
+    let r = app
+        .http
+        .post(app.url("/api/v1/auth/logout"))
+        .header("cookie", format!("authToken={again}"))
+        .header("origin", "http://localhost:5173")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 200);
+    let r = app.http.get(app.url("/api/v1/auth/profile")).header("cookie", format!("authToken={again}")).send();
+    assert_eq!(r.await.expect("req").status(), 401);
+    // Logging out twice, or with a revoked or bad token, is still a success.
+    let r = app.http.post(app.url("/api/v1/auth/logout")).bearer_auth(&first).send().await.expect("req");
+    assert_eq!(r.status(), 200);
+    let r = app.http.post(app.url("/api/v1/auth/logout")).bearer_auth("garbage").send().await.expect("req");
+    assert_eq!(r.status(), 200);
 }

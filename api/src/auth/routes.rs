@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -12,10 +12,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use drishtiksha_common::db::{self, users};
+use drishtiksha_common::db::{self, tokens, users};
 
 use super::password::{self, Verified};
-use super::{AuthUser, COOKIE_NAME};
+use super::{AuthUser, COOKIE_NAME, TokenSource, VerifiedToken, token_from_headers};
 use crate::envelope::{Success, ok, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, str_field};
@@ -287,7 +287,9 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
         }
     }
     let user = row.user;
-    let (token, claims) = state.jwt.issue(user.id, &user.email, user.role)?;
+    // Not before the cut-off of a password change made within the last second.
+    let iat = Utc::now().timestamp().max(tokens::tokens_valid_from(&state.db, user.id).await?);
+    let (token, claims) = state.jwt.issue_at(user.id, &user.email, user.role, iat)?;
     let cookie = auth_cookie(state, &token, claims.exp);
     let mut resp = ok(AuthResponse { user, token }, "Login successful").into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -296,7 +298,8 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
     Ok(resp)
 }
 
-/// Clears the cookie. Tokens are stateless and stay valid until they expire.
+/// Clears the cookie and revokes the token the request carries (bearer or cookie), if it is valid:
+/// later requests with it get 401. Other tokens of the user stay valid.
 #[utoipa::path(
     post, path = "/logout", tag = TAG_AUTH, summary = "Log out",
     responses(
@@ -304,7 +307,13 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
             headers(("Set-Cookie" = String, description = "`authToken=; …; Max-Age=0`"))),
     ),
 )]
-async fn logout(State(state): State<AppState>) -> Response {
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some((token, _)) = token_from_headers(&headers)
+        && let Ok(verified) = state.jwt.verify_token(&token)
+    {
+        let expires = DateTime::<Utc>::from_timestamp(verified.exp, 0).unwrap_or_else(Utc::now);
+        tokens::revoke(&state.db, &VerifiedToken::hash_of(&token), verified.user_id, expires).await?;
+    }
     let secure = if state.config.cookie_secure { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE_NAME}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
@@ -313,7 +322,7 @@ async fn logout(State(state): State<AppState>) -> Response {
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(SET_COOKIE, v);
     }
-    resp
+    Ok(resp)
 }
 
 #[utoipa::path(
@@ -356,16 +365,27 @@ async fn update_profile(
     Ok(ok(updated, "Profile updated successfully").into_response())
 }
 
-/// A wrong current password is a 400 (`Current password is incorrect`), never a 401.
+#[derive(Serialize, ToSchema)]
+struct PasswordChangedResponse {
+    /// A fresh token: every token issued before the change is revoked.
+    #[schema(example = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VySWQiOiIzZmE4In0.c2lnbmF0dXJl")]
+    token: String,
+}
+
+/// A wrong current password is a 400 (`Current password is incorrect`), never a 401; guesses are
+/// limited like logins (10 per 10 minutes, per user). Every token issued before the change is
+/// revoked, on every device; the answer carries a fresh one (also set as the cookie when the
+/// request came with the cookie).
 #[utoipa::path(
     put, path = "/profile/password", tag = TAG_AUTH, summary = "Change the caller's password",
     security(("bearerAuth" = []), ("cookieAuth" = [])),
     request_body = ChangePasswordRequest,
-    responses((status = 200, description = "`Password updated successfully`", body = Success<Null>)),
+    responses((status = 200, description = "`Password updated successfully`", body = Success<PasswordChangedResponse>)),
 )]
 async fn change_password(
     State(state): State<AppState>,
     user: AuthUser,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let mut errors = Vec::new();
@@ -393,9 +413,21 @@ async fn change_password(
     }
     limiter.release(verdict).await;
     let hash = password::hash(new_pw).await?;
-    users::set_password_hash(&state.db, user.id(), &hash).await?;
+    // Tokens carry whole seconds: the cut-off is the next second, so that every token issued up
+    // to now (this one included) falls before it, and the fresh token is issued at it.
+    let valid_from = Utc::now().timestamp() + 1;
+    if !tokens::change_password(&state.db, user.id(), &hash, valid_from).await? {
+        return Err(ApiError::unauthorized("Invalid access token or user is inactive."));
+    }
     tracing::info!(user.id = %user.id(), "password changed");
-    Ok(ok(Value::Null, "Password updated successfully").into_response())
+    let (token, claims) = state.jwt.issue_at(user.id(), &user.0.email, user.0.role, valid_from)?;
+    let from_cookie = matches!(token_from_headers(&headers), Some((_, TokenSource::Cookie)));
+    let cookie = from_cookie.then(|| auth_cookie(&state, &token, claims.exp));
+    let mut resp = ok(PasswordChangedResponse { token }, "Password updated successfully").into_response();
+    if let Some(v) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]
