@@ -73,6 +73,7 @@ pub async fn cors(State(origins): State<Origins>, req: Request, next: Next) -> R
 /// helmet's default headers; `/media/` files are cross-origin resources.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let media = is_media_path(req.uri().path());
+    let api = req.uri().path() == "/api/v1" || req.uri().path().starts_with("/api/v1/");
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
@@ -90,6 +91,10 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     set(h, "x-frame-options", "SAMEORIGIN");
     set(h, "x-permitted-cross-domain-policies", "none");
     set(h, "x-xss-protection", "0");
+    // Responses under /api/v1 can carry tokens and private data: never stored by caches (§1.6).
+    if api {
+        h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    }
     h.remove(header::SERVER);
     h.remove("x-powered-by");
     resp
@@ -172,11 +177,8 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
     resp
 }
 
-/// `GET /metrics`: Prometheus text format; not rate-limited.
-#[utoipa::path(
-    get, path = "/metrics", tag = crate::openapi::TAG_HEALTH, summary = "Prometheus metrics",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)),
-)]
+/// `GET /metrics` on the metrics address only (see [`crate::DEFAULT_METRICS_ADDR`]): Prometheus
+/// text format.
 pub async fn metrics() -> Response {
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],

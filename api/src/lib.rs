@@ -16,7 +16,7 @@ pub mod realtime;
 pub mod server;
 pub mod state;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -48,7 +48,6 @@ pub fn routes(
         .routes(routes!(health::root))
         .routes(routes!(health::alive))
         .routes(routes!(health::ready))
-        .routes(routes!(http::metrics))
         .routes(routes!(openapi::get_openapi))
         .routes(routes!(openapi::get_docs_redirect))
         .routes(routes!(openapi::get_docs))
@@ -95,12 +94,21 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     AppState::new(config, pool, redis, storage)
 }
 
+/// Where `/metrics` is served when `METRICS_ADDR` is not set: the loopback interface only. It is
+/// never served on the public port (it tells anyone the traffic of every route).
+pub const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100));
+
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
 pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let (app, io) = app(state.clone());
     let metrics_server = match state.config.common.metrics_addr {
         Some(addr) => Some(spawn_metrics_listener(addr).await?),
-        None => None,
+        // Another process on this host (a second api, a test) may hold the default port: the api
+        // still serves, without /metrics. A configured address that cannot be bound is fatal.
+        None => spawn_metrics_listener(DEFAULT_METRICS_ADDR)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "metrics not served; set METRICS_ADDR"))
+            .ok(),
     };
     let limits = server::Limits::from_config(&state.config);
     let progress = realtime::spawn_listener(io.clone(), state);
@@ -119,7 +127,7 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
     result
 }
 
-/// `/metrics` on a separate address (`METRICS_ADDR`), e.g. one only the monitoring network reaches.
+/// `/metrics` on its own address (`METRICS_ADDR`), e.g. one only the monitoring network reaches.
 pub async fn spawn_metrics_listener(addr: SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen for metrics on {addr}"))?;

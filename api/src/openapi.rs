@@ -60,7 +60,7 @@ Live progress is pushed over Socket.IO at `/socket.io` (not described here).",
     modifiers(&SecuritySchemes),
     components(schemas(ErrorBody)),
     tags(
-        (name = TAG_HEALTH, description = "Liveness, readiness and metrics (not enveloped, not rate-limited)"),
+        (name = TAG_HEALTH, description = "Liveness and readiness (not enveloped, not rate-limited)"),
         (name = TAG_AUTH, description = "Accounts and credentials"),
         (name = TAG_MEDIA, description = "Uploads, media, analysis runs"),
         (name = TAG_MONITORING, description = "ML server status, processing queue, maintenance (ADMIN)"),

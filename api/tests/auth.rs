@@ -730,3 +730,16 @@ async fn logout_revokes_the_token_it_was_called_with_and_only_that_one() {
     let r = app.http.post(app.url("/api/v1/auth/logout")).bearer_auth("garbage").send().await.expect("req");
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn every_api_v1_response_is_marked_no_store() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    app.signup(&email, PASSWORD).await;
+    let login = app.post_json("/api/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
+    let unknown = app.http.get(app.url("/api/v1/no-such-route")).send().await.expect("req");
+    let unauthorized = app.http.get(app.url("/api/v1/media")).send().await.expect("req");
+    for r in [login, unknown, unauthorized] {
+        assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"), "{}", r.url());
+    }
+}

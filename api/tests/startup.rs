@@ -55,6 +55,16 @@ fn a_10_byte_jwt_secret_stops_the_api_with_status_2() {
 }
 
 #[test]
+fn the_sample_jwt_secret_of_env_example_stops_the_api_with_status_2() {
+    let sample = "change-me-to-a-random-string-of-at-least-32-bytes";
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example")).expect("example");
+    assert!(example.contains(&format!("JWT_SECRET={sample}")));
+    assert_config_error(&[("JWT_SECRET", sample)], "JWT_SECRET", Some(sample));
+    let repeated = "x".repeat(48);
+    assert_config_error(&[("JWT_SECRET", &repeated)], "JWT_SECRET", Some(&repeated));
+}
+
+#[test]
 fn a_non_numeric_port_stops_the_api_with_status_2() {
     assert_config_error(&[("PORT", "abc")], "PORT", None);
 }
@@ -86,7 +96,8 @@ async fn metrics_are_served_in_prometheus_text_format_with_route_labels() {
     let token = app.signup(&support::unique_email(), "correct-horse").await.1;
     let _ = app.get_auth("/api/v1/auth/profile", &token).await;
     let _ = app.http.get(app.url("/api/v1/unknown/path")).send().await.expect("req");
-    let r = app.http.get(app.url("/metrics")).send().await.expect("req");
+    app.metrics().await;
+    let r = app.http.get(app.metrics_url()).send().await.expect("req");
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain")));
     let text = r.text().await.expect("text");
@@ -123,11 +134,7 @@ async fn random_paths_ids_and_methods_add_no_metric_series() {
     assert_eq!(send(xfoo.clone(), "/api/v1/media/warm-up".into()).await, 405);
     assert_eq!(send(xfoo.clone(), "/api/v1/no-such-route".into()).await, 404);
     let routes = ["/api/v1/media/{id}", "unmatched"];
-    let text = |app: &TestApp| {
-        let r = app.http.get(app.url("/metrics")).send();
-        async move { r.await.expect("req").text().await.expect("text") }
-    };
-    let before = http_series(&text(&app).await, &routes);
+    let before = http_series(&app.metrics().await, &routes);
     assert!(before.iter().any(|l| l.contains(r#"route="/api/v1/media/{id}",status="401""#)), "{before:?}");
     assert!(before.iter().any(|l| l.contains(r#"method="OTHER",route="unmatched",status="405""#)), "{before:?}");
 
@@ -142,26 +149,25 @@ async fn random_paths_ids_and_methods_add_no_metric_series() {
     }
     assert_eq!(send(reqwest::Method::GET, format!("/api/v1/media/{long_id}")).await, 401);
 
-    let after_text = text(&app).await;
+    let after_text = app.metrics().await;
     assert_eq!(http_series(&after_text, &routes), before);
     assert!(!after_text.contains("xxxxxxxxxx"), "a client-chosen id became a label");
     assert!(!after_text.contains("method=\"X"), "a client-chosen method became a label");
 }
 
 #[tokio::test]
-async fn metrics_can_be_bound_to_a_separate_address() {
-    let port = drishtiksha_testkit::free_port();
-    let app = TestApp::spawn_with(HashMap::from([("METRICS_ADDR", format!("127.0.0.1:{port}"))])).await;
+async fn metrics_are_not_served_on_the_public_port() {
+    let app = TestApp::spawn().await;
     assert_eq!(app.http.get(app.url("/api/health")).send().await.expect("req").status(), 200);
-    let text = drishtiksha_testkit::eventually(std::time::Duration::from_secs(10), || async {
-        reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok()
-    })
-    .await
-    .expect("metrics listener");
-    assert!(
-        text.contains(r#"drishtiksha_http_requests_total{method="GET",route="/api/health",status="200"}"#),
-        "{text}"
-    );
+    assert!(app.metrics().await.contains("drishtiksha_http_requests_total"));
+    let (status, v) = body(app.http.get(app.url("/metrics")).send().await.expect("req")).await;
+    assert_eq!(status, 404);
+    assert_eq!(v["message"], "Route not found.");
+}
+
+#[test]
+fn without_metrics_addr_metrics_listen_on_the_loopback_interface() {
+    assert!(drishtiksha_api::DEFAULT_METRICS_ADDR.ip().is_loopback());
 }
 
 mod slow_clients {

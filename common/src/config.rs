@@ -389,6 +389,27 @@ impl CommonConfig {
     }
 }
 
+/// The placeholder of `.env.example`.
+const SAMPLE_JWT_SECRET: &str = "change-me-to-a-random-string-of-at-least-32-bytes";
+
+/// Why a JWT secret of the right length is still unfit: the sample value, or too little entropy
+/// (estimated from its byte frequencies: a repeated character or a short repeated pattern). A hex
+/// or base64 secret from a random generator is far above the bar.
+fn weak_jwt_secret(secret: &str) -> Option<&'static str> {
+    let lower = secret.to_ascii_lowercase();
+    if secret == SAMPLE_JWT_SECRET || lower.contains("change-me") || lower.contains("changeme") {
+        return Some("is the sample value of .env.example");
+    }
+    let mut counts = [0usize; 256];
+    for b in secret.bytes() {
+        counts[b as usize] += 1;
+    }
+    let n = secret.len() as f64;
+    let bits: f64 = counts.iter().filter(|c| **c > 0).map(|&c| -(c as f64 / n).log2() * c as f64).sum();
+    let distinct = counts.iter().filter(|c| **c > 0).count();
+    (distinct < 8 || bits < 96.0).then_some("is too predictable (too few distinct characters)")
+}
+
 impl ApiConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(&ProcessEnv)
@@ -400,6 +421,9 @@ impl ApiConfig {
         let jwt_secret = v.required("JWT_SECRET", "a random string of at least 32 bytes")?;
         if jwt_secret.len() < 32 {
             return Err(err("JWT_SECRET", format!("must be at least 32 bytes long, got {} bytes", jwt_secret.len())));
+        }
+        if let Some(reason) = weak_jwt_secret(&jwt_secret) {
+            return Err(err("JWT_SECRET", format!("{reason}; generate one, e.g. with `openssl rand -hex 32`")));
         }
         let jwt_expires_in = v.duration("JWT_EXPIRES_IN", Duration::from_secs(86_400))?;
         if jwt_expires_in.is_zero() {
@@ -515,6 +539,28 @@ mod tests {
     fn missing_database_url_names_the_variable() {
         let e = ApiConfig::from_source(&with("DATABASE_URL", None)).expect_err("must fail");
         assert_eq!(e.var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn sample_and_low_entropy_jwt_secrets_are_refused() {
+        for weak in [
+            SAMPLE_JWT_SECRET,
+            "please-changeme-0123456789abcdefghijklmnop",
+            &"a".repeat(64),
+            &"ab".repeat(32),
+            "passwordpasswordpasswordpassword",
+        ] {
+            let e = ApiConfig::from_source(&with("JWT_SECRET", Some(weak))).expect_err(weak);
+            assert_eq!(e.var, "JWT_SECRET");
+            assert!(!e.to_string().contains(weak), "{e}");
+        }
+        for strong in [
+            "0123456789abcdef0123456789abcdef",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "q0O3l1Yw5Zr8hK2pT6vX9bN4mC7sD1fG",
+        ] {
+            assert!(ApiConfig::from_source(&with("JWT_SECRET", Some(strong))).is_ok(), "{strong}");
+        }
     }
 
     #[test]

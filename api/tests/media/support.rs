@@ -69,6 +69,7 @@ impl TestApi {
             None => format!("127.0.0.1:{}", free_port()),
         };
         env.insert("TEMPORAL_ADDRESS".into(), address);
+        env.insert("METRICS_ADDR".into(), "127.0.0.1:0".into());
         if let Some(limit) = options.max_upload_bytes {
             env.insert("MAX_UPLOAD_BYTES".into(), limit.to_string());
         }
