@@ -70,6 +70,55 @@ pub async fn cors(State(origins): State<Origins>, req: Request, next: Next) -> R
     resp
 }
 
+/// 403 of a cookie-authenticated unsafe request from a foreign origin.
+pub const CROSS_ORIGIN_REFUSED: &str = "Forbidden: cross-origin request refused.";
+
+/// Origins a cookie-authenticated unsafe request may come from: the frontend's and the api's own.
+#[derive(Clone)]
+pub struct TrustedOrigins(pub Arc<Vec<String>>);
+
+impl TrustedOrigins {
+    pub fn from_config(config: &drishtiksha_common::config::ApiConfig) -> Self {
+        let mut all = config.frontend_origins.clone();
+        all.extend(drishtiksha_common::config::parse_origin(
+            &config.common.public_base_url.origin().ascii_serialization(),
+        ));
+        Self(Arc::new(all))
+    }
+}
+
+/// The origin of a request: `Origin`, else the origin of `Referer`.
+fn request_origin(headers: &axum::http::HeaderMap) -> Option<String> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let from_referer = || {
+        let referer = headers.get(header::REFERER)?.to_str().ok()?;
+        Some(url::Url::parse(referer).ok()?.origin().ascii_serialization())
+    };
+    let raw = match origin {
+        Some(o) => o.to_string(),
+        None => from_referer()?,
+    };
+    drishtiksha_common::config::parse_origin(&raw)
+}
+
+/// Cross-site request forgery defence for cookie sessions: `SameSite=Lax` does not cover another
+/// port of the same host (same site), so an unsafe request authenticated by the cookie must come
+/// from a trusted origin (`Origin`, else `Referer`; neither is refused). Bearer-token requests
+/// carry no ambient credentials and are not checked. Hand-written: tower-http's CORS layer only
+/// decorates responses, it never refuses a request.
+pub async fn require_trusted_origin(State(trusted): State<TrustedOrigins>, req: Request, next: Next) -> Response {
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let by_cookie =
+        matches!(crate::auth::token_from_headers(req.headers()), Some((_, crate::auth::TokenSource::Cookie)));
+    if unsafe_method && by_cookie {
+        let origin = request_origin(req.headers());
+        if !origin.is_some_and(|o| trusted.0.contains(&o)) {
+            return ApiError::new(StatusCode::FORBIDDEN, CROSS_ORIGIN_REFUSED).into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// helmet's default headers; `/media/` files are cross-origin resources.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let media = is_media_path(req.uri().path());

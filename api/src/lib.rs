@@ -70,7 +70,8 @@ pub fn app(state: AppState) -> (Router, socketioxide::SocketIo) {
     let origins = http::Origins(Arc::new(state.config.frontend_origins.clone()));
     let body_timeout = state.config.http_body_timeout;
     let limiter = from_fn_with_state(state.clone(), ratelimit::api_limiter);
-    let (router, _) = routes(|v1| v1.layer(limiter));
+    let csrf = from_fn_with_state(http::TrustedOrigins::from_config(&state.config), http::require_trusted_origin);
+    let (router, _) = routes(|v1| v1.layer(csrf).layer(limiter));
     let router = router
         .route_layer(from_fn(http::expose_matched_path))
         .fallback(http::route_not_found)

@@ -674,6 +674,7 @@ async fn a_password_change_made_with_the_cookie_sets_the_fresh_token_as_the_cook
         .http
         .put(app.url("/api/v1/auth/profile/password"))
         .header("cookie", format!("authToken={token}"))
+        .header("origin", "http://localhost:5173")
         .json(&json!({"currentPassword": PASSWORD, "newPassword": "new-password-1"}))
         .send()
         .await
@@ -742,4 +743,48 @@ async fn every_api_v1_response_is_marked_no_store() {
     for r in [login, unknown, unauthorized] {
         assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"), "{}", r.url());
     }
+}
+
+#[tokio::test]
+async fn cookie_authenticated_unsafe_requests_from_a_foreign_origin_are_403() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.signup(&unique_email(), PASSWORD).await;
+    let cookie = format!("authToken={token}");
+    let patch = |origin: Option<&str>, referer: Option<&str>, bearer: bool| {
+        let mut r = app.http.put(app.url("/api/v1/auth/profile")).json(&json!({"firstName": "Eve"}));
+        r = if bearer { r.bearer_auth(&token) } else { r.header("cookie", &cookie) };
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        if let Some(re) = referer {
+            r = r.header("referer", re);
+        }
+        async move { r.send().await.expect("req") }
+    };
+    // Another port of the same host is the same site: SameSite=Lax sends the cookie.
+    for (origin, referer) in [
+        (Some("http://localhost:5174"), None),
+        (Some("null"), None),
+        (None, Some("http://evil.example/page")),
+        (None, None),
+    ] {
+        let (status, v) = body(patch(origin, referer, false).await).await;
+        assert_eq!(status, 403, "{origin:?} {referer:?}");
+        assert_error(&v, 403, "Forbidden: cross-origin request refused.");
+    }
+    let (_, profile) = body(app.get_auth("/api/v1/auth/profile", &token).await).await;
+    assert_eq!(profile["data"]["firstName"], "Ada");
+    assert_eq!(patch(Some("http://localhost:5173"), None, false).await.status(), 200);
+    assert_eq!(patch(None, Some("http://127.0.0.1:5173/settings"), false).await.status(), 200);
+    // Bearer tokens carry no ambient authority.
+    assert_eq!(patch(Some("http://evil.example"), None, true).await.status(), 200);
+    // Safe methods are not checked.
+    let r =
+        app.http.get(app.url("/api/v1/auth/profile")).header("cookie", &cookie).header("origin", "http://evil.example");
+    assert_eq!(r.send().await.expect("req").status(), 200);
+    // Logout with the cookie from a foreign origin is refused too (and revokes nothing).
+    let r =
+        app.http.post(app.url("/api/v1/auth/logout")).header("cookie", &cookie).header("origin", "http://evil.example");
+    assert_eq!(r.send().await.expect("req").status(), 403);
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &token).await.status(), 200);
 }
