@@ -4,6 +4,7 @@ mod analysis;
 pub(crate) mod files;
 mod handlers;
 mod multipart;
+mod sniff;
 mod upload;
 
 use axum::Router;

@@ -26,6 +26,7 @@ use drishtiksha_common::temporal::workflow_id;
 
 use super::analysis::{self, RunToStart};
 use super::multipart::{BodyProblem, UploadBody};
+use super::sniff;
 use crate::auth::AuthUser;
 use crate::envelope::{Success, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -108,6 +109,8 @@ struct ReceivedFile {
     filename: String,
     declared_mime: String,
     size: u64,
+    /// The first bytes, for the content check.
+    head: Vec<u8>,
     stored: Option<Stored>,
 }
 
@@ -165,7 +168,7 @@ pub struct UploadMediaRequest {
     request_body(content = UploadMediaRequest, content_type = "multipart/form-data"),
     responses(
         (status = 202, description = "`Media uploaded and successfully queued for its first analysis run.` (the media without `user` and `analysisRuns`)", body = Success<Media>),
-        (status = 400, description = "`A file is required for upload.`, or `Validation failed` (unexpected file field, empty file, file name too long, description too long)", body = ErrorBody),
+        (status = 400, description = "`A file is required for upload.`, or `Validation failed` (unexpected file field, empty file, file name too long, description too long, `File content does not match its type '<mime>'.` when the file does not start like one of its declared type)", body = ErrorBody),
         (status = 413, description = "`File too large. The maximum size is <N> MB.`, or `Request body too large.` (a text field other than `description` over 64 kB)", body = ErrorBody),
         (status = 415, description = "`Unsupported file type: '<mime>'. …` or `File extension '<ext>' does not match MIME type '<mime>'.`", body = ErrorBody),
         (status = 503, description = "`Media saved, but its analysis could not be started. Please re-run it later.`, or a dependency is unavailable", body = ErrorBody),
@@ -237,6 +240,9 @@ async fn decide(received: Received) -> ApiResult<Accepted> {
             Some(t) if !t.extensions.contains(&extension_of(&f.filename).as_str()) => {
                 Some(extension_mismatch(&f.filename, &f.declared_mime))
             }
+            Some(t) if !sniff::content_matches(t.canonical_mime, &f.head) => {
+                Some(ApiError::validation_one(content_mismatch(t.canonical_mime)))
+            }
             Some(_) => None,
         },
     };
@@ -257,6 +263,11 @@ async fn decide(received: Received) -> ApiResult<Accepted> {
         // Only parts with an acceptable name and type are stored, and those pass every rule above.
         None => Err(ApiError::internal(anyhow::anyhow!("accepted upload was not stored"))),
     }
+}
+
+/// The file does not start like a file of its declared type.
+fn content_mismatch(mime: &str) -> String {
+    format!("File content does not match its type '{mime}'.")
 }
 
 fn unsupported_type(declared: &str) -> ApiError {
@@ -299,7 +310,7 @@ async fn receive_file(
         None => None,
     };
     let description_rejected = received.description_too_long;
-    let file = received.file.insert(ReceivedFile { filename, declared_mime, size: 0, stored });
+    let file = received.file.insert(ReceivedFile { filename, declared_mime, size: 0, head: Vec::new(), stored });
     loop {
         let chunk = match field.chunk().await {
             Ok(Some(chunk)) => chunk,
@@ -310,6 +321,8 @@ async fn receive_file(
             }
         };
         file.size += chunk.len() as u64;
+        let wanted = sniff::HEAD_BYTES.saturating_sub(file.head.len()).min(chunk.len());
+        file.head.extend_from_slice(&chunk[..wanted]);
         if file.size > limit {
             // Problems that rank above the size limit and are already known still win.
             if file.filename.len() > MAX_FILENAME_BYTES {

@@ -249,3 +249,10 @@ pub fn assert_timestamp(v: &Value) {
 pub fn keys(v: &Value) -> Vec<String> {
     v.as_object().expect("object").keys().cloned().collect()
 }
+
+/// `len` bytes that start like an MP4 (an `ftyp` box): enough for the upload's content check.
+pub fn mp4_like(len: usize) -> Vec<u8> {
+    let mut bytes = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2".to_vec();
+    bytes.resize(len.max(bytes.len()), 1);
+    bytes
+}

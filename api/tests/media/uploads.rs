@@ -6,7 +6,7 @@ use bytes::Bytes;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::support::{Options, Temporal, TestApi, assert_error, file_part, json_of, png_bytes};
+use crate::support::{Options, Temporal, TestApi, assert_error, file_part, json_of, mp4_like, png_bytes};
 
 const FILE_REQUIRED: &str = "A file is required for upload.";
 
@@ -152,7 +152,8 @@ async fn upload_one_byte_over_the_limit_is_413_and_leaves_nothing() {
     api.assert_nothing_stored().await;
 
     // Exactly at the limit is accepted by the size rule (and then fails only to start).
-    let body = vec![7u8; limit as usize];
+    let mut body = png_bytes();
+    body.resize(limit as usize, 7);
     let (status, _) = json_of(api.upload(&token, "big.png", "image/png", body, None).await).await;
     assert_eq!(status, 503);
 }
@@ -296,7 +297,7 @@ async fn a_path_in_the_file_name_is_stripped_and_never_reaches_the_storage_key()
 async fn upload_while_temporal_is_unreachable_keeps_the_media_and_fails_run_1_with_503() {
     let api = TestApi::without_temporal().await;
     let (_, token) = api.signup().await;
-    let (status, v) = json_of(api.upload(&token, "clip.mp4", "application/mp4", vec![1u8; 4096], None).await).await;
+    let (status, v) = json_of(api.upload(&token, "clip.mp4", "application/mp4", mp4_like(4096), None).await).await;
     assert_eq!(status, 503);
     assert_error(&v, 503, "Media saved, but its analysis could not be started. Please re-run it later.", &[]);
 
@@ -429,5 +430,21 @@ async fn many_small_ignored_fields_are_bounded_by_the_upload_limit_plus_a_margin
     let (status, v) = json_of(api.upload_form(&token, form).await).await;
     assert_eq!(status, 413);
     assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn markup_declared_as_an_image_or_a_video_is_400_and_stores_nothing() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let html = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>".to_vec();
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"#.to_vec();
+    for (name, mime, bytes) in
+        [("a.png", "image/png", html.clone()), ("b.mp4", "video/mp4", svg.clone()), ("c.jpg", "image/jpeg", svg)]
+    {
+        let (status, v) = json_of(api.upload(&token, name, mime, bytes, None).await).await;
+        assert_eq!(status, 400, "{name}");
+        assert_error(&v, 400, "Validation failed", &[&format!("File content does not match its type '{mime}'.")]);
+    }
     api.assert_nothing_stored().await;
 }
