@@ -373,3 +373,42 @@ pub async fn get_docs() -> Response {
 pub async fn get_docs_asset(Path(file): Path<String>) -> Response {
     viewer_file(&file)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::extract::{Lines, text_pattern};
+
+    /// Every `pattern` of a name or description property in the document.
+    fn text_patterns(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                    for (name, prop) in props {
+                        if let Some(p) = prop.get("pattern").and_then(|p| p.as_str()) {
+                            out.push((name.clone(), p.to_string()));
+                        }
+                    }
+                }
+                map.values().for_each(|v| text_patterns(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| text_patterns(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn text_field_patterns_are_the_ones_the_server_enforces() {
+        let doc: serde_json::Value = serde_json::from_str(super::document()).expect("json");
+        let mut found = Vec::new();
+        text_patterns(&doc, &mut found);
+        let names: Vec<_> = found.iter().filter(|(n, _)| n == "firstName" || n == "lastName").collect();
+        let descriptions: Vec<_> = found.iter().filter(|(n, _)| n == "description").collect();
+        assert_eq!((names.len(), descriptions.len()), (4, 2), "{found:?}");
+        for (_, p) in names {
+            assert_eq!(p, &text_pattern(Lines::One, true));
+        }
+        for (_, p) in descriptions {
+            assert_eq!(p, &text_pattern(Lines::Many, false));
+        }
+    }
+}

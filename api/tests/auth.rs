@@ -788,3 +788,35 @@ async fn cookie_authenticated_unsafe_requests_from_a_foreign_origin_are_403() {
     assert_eq!(r.send().await.expect("req").status(), 403);
     assert_eq!(app.get_auth("/api/v1/auth/profile", &token).await.status(), 200);
 }
+
+#[tokio::test]
+async fn names_with_invisible_or_reordering_characters_are_refused_and_others_are_normalised() {
+    let app = TestApp::spawn().await;
+    for (first, last, error) in [
+        ("\u{200B}", "Lovelace", "First name contains an invalid character"),
+        ("Ada", "Love\u{202E}ecal", "Last name contains an invalid character"),
+        ("A\u{7}da", "Lovelace", "First name contains an invalid character"),
+    ] {
+        let (status, v) = body(
+            app.post_json(
+                "/api/v1/auth/signup",
+                json!({"email": unique_email(), "password": PASSWORD, "firstName": first, "lastName": last}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 400, "{first:?} {last:?}");
+        assert_eq!(v["errors"], json!([error]));
+    }
+    // Unicode white space is trimmed and the name stored in NFC.
+    let (status, v) = body(
+        app.post_json(
+            "/api/v1/auth/signup",
+            json!({"email": unique_email(), "password": PASSWORD, "firstName": "\u{3000}Rene\u{301}\u{A0}", "lastName": "L"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["data"]["user"]["firstName"], "Ren\u{e9}");
+}

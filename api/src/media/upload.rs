@@ -30,7 +30,7 @@ use super::sniff;
 use crate::auth::AuthUser;
 use crate::envelope::{Success, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::is_storable_text;
+use crate::extract::{Lines, clean_text};
 use crate::openapi::TAG_MEDIA;
 use crate::state::AppState;
 
@@ -157,7 +157,10 @@ pub struct UploadMediaRequest {
     /// and their aliases) and the file name's extension must match it.
     #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
     media: Vec<u8>,
-    #[schema(max_length = 500, pattern = r"^[^\x00]*$")]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000B-\u000C\u000E-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
+    )]
     description: Option<String>,
 }
 
@@ -230,9 +233,9 @@ async fn decide(received: Received) -> ApiResult<Accepted> {
         None => Some(file_required()),
         Some(f) if f.size == 0 => Some(ApiError::validation_one("Uploaded file is empty.")),
         Some(f) if f.filename.len() > MAX_FILENAME_BYTES => Some(filename_too_long()),
-        Some(f) if !is_storable_text(&f.filename) => Some(ApiError::validation_one(INVALID_FILENAME)),
+        Some(f) if clean_text(&f.filename, Lines::One).is_none() => Some(ApiError::validation_one(INVALID_FILENAME)),
         Some(_) if received.description_too_long => Some(description_too_long()),
-        Some(_) if received.description.as_deref().is_some_and(|d| !is_storable_text(d)) => {
+        Some(_) if received.description.as_deref().is_some_and(|d| clean_text(d, Lines::Many).is_none()) => {
             Some(ApiError::validation_one(INVALID_DESCRIPTION))
         }
         Some(f) => match accepted_type(&f.declared_mime) {
@@ -258,7 +261,7 @@ async fn decide(received: Received) -> ApiResult<Accepted> {
             key,
             accepted,
             filename: file.filename,
-            description: description.filter(|d| !d.is_empty()),
+            description: description.and_then(|d| clean_text(&d, Lines::Many)).filter(|d| !d.is_empty()),
         }),
         // Only parts with an acceptable name and type are stored, and those pass every rule above.
         None => Err(ApiError::internal(anyhow::anyhow!("accepted upload was not stored"))),
@@ -295,11 +298,15 @@ async fn receive_file(
     limit: u64,
     received: &mut Received,
 ) -> ApiResult<()> {
-    let filename = strip_path(raw_name).to_string();
+    // Stored NFC-normalised and trimmed; a name with a refused character is kept as sent, and
+    // refused once the body has been read.
+    let filename = clean_text(strip_path(raw_name), Lines::One).unwrap_or_else(|| strip_path(raw_name).to_string());
     let declared_mime = field.content_type().map_or("application/octet-stream".to_string(), |m| m.to_string());
     let ext = extension_of(&filename);
     let storable = accepted_type(&declared_mime).filter(|t| {
-        filename.len() <= MAX_FILENAME_BYTES && is_storable_text(&filename) && t.extensions.contains(&ext.as_str())
+        filename.len() <= MAX_FILENAME_BYTES
+            && clean_text(&filename, Lines::One).is_some()
+            && t.extensions.contains(&ext.as_str())
     });
     let stored = match storable {
         Some(accepted) => {

@@ -448,3 +448,26 @@ async fn markup_declared_as_an_image_or_a_video_is_400_and_stores_nothing() {
     }
     api.assert_nothing_stored().await;
 }
+
+#[tokio::test]
+async fn file_names_and_descriptions_with_bidi_or_zero_width_characters_are_400() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let (status, v) =
+        json_of(api.upload(&token, "invoice\u{202E}gnp.exe.png", "image/png", png_bytes(), None).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Filename contains an invalid character."]);
+    let (status, v) =
+        json_of(api.upload(&token, "a.png", "image/png", png_bytes(), Some("look\u{200B}here")).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Description contains an invalid character"]);
+    api.assert_nothing_stored().await;
+    // Line breaks in a description are fine; it is stored trimmed.
+    let (status, v) =
+        json_of(api.upload(&token, "a.png", "image/png", png_bytes(), Some("  line 1\nline 2 ")).await).await;
+    // Accepted; Temporal is unreachable here, which the upload answers either way.
+    assert!(matches!(status, 202 | 503), "{v}");
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT description FROM media").fetch_one(&api.db).await.expect("row");
+    assert_eq!(stored.as_deref(), Some("line 1\nline 2"));
+}
