@@ -67,13 +67,17 @@ async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(stat
     tracing::debug!(user.id = %user_id, socket.id = %socket.id, "socket connected");
 }
 
+/// Largest message a client may send (§7.4: 1 MB): the polling payload limit, and the WebSocket
+/// message limit the server enforces on the connection (see `server::ws_guard`).
+pub const MAX_MESSAGE: u64 = 1_000_000;
+
 /// The Socket.IO layer (path `/socket.io`, Engine.IO v4, polling and WebSocket).
 pub fn layer(state: AppState) -> (SocketIoLayer, SocketIo) {
     let (layer, io) = SocketIo::builder()
         .req_path("/socket.io")
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
-        .max_payload(1_000_000)
+        .max_payload(MAX_MESSAGE)
         .with_state(state)
         .build_layer();
     io.ns("/", on_connect.with(authenticate));

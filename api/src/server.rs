@@ -10,6 +10,10 @@
 //!   moving, a body that stops is cut.
 //! - At most [`Limits::max_connections`] open connections: past it, the server stops accepting
 //!   (new connections wait in the kernel's backlog) until one closes.
+//! - WebSocket messages from clients of at most [`crate::realtime::MAX_MESSAGE`] bytes
+//!   ([`ws_guard`]).
+
+mod ws_guard;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -94,7 +98,8 @@ pub async fn serve(
             req.map(axum::body::Body::new)
         });
         let service = TowerToHyperService::new(service);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let io = TokioIo::new(ws_guard::Guarded::new(stream, crate::realtime::MAX_MESSAGE));
+        let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -2,6 +2,7 @@
 //   {"kind":"connect","transport":"websocket"} | {"kind":"connect_error","message":"…"} |
 //   {"kind":"event","event":"progress_update","payload":{…},"at":<ms since epoch>}
 // Usage: node client.mjs <url> [--token T] [--transports polling|websocket|both] [--seconds N]
+//   [--emit-bytes N] (once connected, emits one `noise` event carrying N bytes)
 import { io } from "socket.io-client";
 
 const args = process.argv.slice(2);
@@ -14,6 +15,7 @@ const token = opt("token", undefined);
 const transports = { polling: ["polling"], websocket: ["websocket"], both: ["polling", "websocket"] }[opt("transports", "both")];
 const seconds = Number(opt("seconds", "60"));
 const origin = opt("origin", undefined);
+const emitBytes = Number(opt("emit-bytes", "0"));
 
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const socket = io(url, {
@@ -25,6 +27,7 @@ const socket = io(url, {
 socket.on("connect", () => {
   out({ kind: "connect", transport: socket.io.engine.transport.name });
   socket.io.engine.on("upgrade", (t) => out({ kind: "upgrade", transport: t.name }));
+  if (emitBytes > 0) socket.emit("noise", "x".repeat(emitBytes));
 });
 socket.on("connect_error", (err) => {
   out({ kind: "connect_error", message: err.message });

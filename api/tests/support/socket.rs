@@ -22,6 +22,17 @@ impl SocketClient {
 
     /// Starts a client that stays connected for at most `seconds`.
     pub async fn start_for(addr: std::net::SocketAddr, token: Option<&str>, transports: &str, seconds: u32) -> Self {
+        Self::start_with(addr, token, transports, seconds, &[]).await
+    }
+
+    /// Starts a client with more options of `client.mjs` (e.g. `--emit-bytes N`).
+    pub async fn start_with(
+        addr: std::net::SocketAddr,
+        token: Option<&str>,
+        transports: &str,
+        seconds: u32,
+        extra: &[&str],
+    ) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/client.mjs");
         let mut cmd = Command::new("node");
         cmd.arg(script).arg(format!("http://{addr}")).args([
@@ -33,6 +44,7 @@ impl SocketClient {
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
+        cmd.args(extra);
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true).spawn().expect("node");
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         Self { _child: child, lines }
