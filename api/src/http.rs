@@ -32,6 +32,9 @@ fn is_media_path(path: &str) -> bool {
 }
 
 /// CORS with credentials for the configured origins; files under `/media/` without credentials.
+///
+/// Hand-written: tower-http's `CorsLayer` answers preflights `200` (the contract fixes `204`) and
+/// sets a different `Vary`; the frontend and the tests rely on the contract's exact answers.
 pub async fn cors(State(origins): State<Origins>, req: Request, next: Next) -> Response {
     let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
     let allowed = origin
@@ -120,6 +123,9 @@ pub async fn require_trusted_origin(State(trusted): State<TrustedOrigins>, req: 
 }
 
 /// helmet's default headers; `/media/` files are cross-origin resources.
+///
+/// Hand-written: two of the values depend on the request path (CORP for `/media/`, `no-store` for
+/// `/api/v1`), which tower-http's `SetResponseHeaderLayer` cannot see (it is given the response only).
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let media = is_media_path(req.uri().path());
     let api = req.uri().path() == "/api/v1" || req.uri().path().starts_with("/api/v1/");
@@ -150,6 +156,9 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
 }
 
 /// Echoes a sane client `X-Request-Id` or makes one, and runs the request in a span carrying it.
+///
+/// Hand-written: tower-http's `SetRequestIdLayer` keeps whatever id a client sends (any length,
+/// any header bytes) and logs it; this one replaces ids that are not short printable ASCII.
 pub async fn request_id(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()

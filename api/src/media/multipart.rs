@@ -5,10 +5,13 @@
 //! [`FramingGuard`] watches the raw body for the part delimiters and fails the stream as soon as
 //! a part's headers (or the preamble, or the epilogue) pass [`PART_HEADER_LIMIT`]. The whole body
 //! is bounded by the upload limit plus [`BODY_MARGIN`] (checked against `Content-Length` first, then
-//! while reading); the text fields are bounded by the upload handler.
+//! while reading); the text fields are bounded by the upload handler. An upload must also keep a
+//! minimum average rate ([`MIN_RATE`] after [`RATE_GRACE`]): the server's body timeout cuts a body
+//! that stops, this cuts one that trickles.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequest, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -24,10 +27,41 @@ pub const PART_HEADER_LIMIT: usize = 8 * 1024;
 /// What a body may carry besides the file: part headers, the description, ignored text fields.
 pub const BODY_MARGIN: u64 = 256 * 1024;
 
+/// Slowest accepted average upload rate, in bytes per second, once [`RATE_GRACE`] has passed.
+pub const MIN_RATE: u64 = 4 * 1024;
+/// How long an upload may run before its average rate is checked.
+pub const RATE_GRACE: Duration = Duration::from_secs(30);
+
 /// A part's headers, the preamble or the epilogue passed [`PART_HEADER_LIMIT`].
 #[derive(Debug, thiserror::Error)]
 #[error("multipart headers longer than {PART_HEADER_LIMIT} bytes")]
 pub struct HeadersTooLong;
+
+/// The body arrives slower than [`MIN_RATE`] on average.
+#[derive(Debug, thiserror::Error)]
+#[error("upload slower than {MIN_RATE} bytes per second")]
+pub struct TooSlow;
+
+/// The average rate of a body so far.
+struct Pace {
+    started: Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    fn new(started: Instant) -> Self {
+        Self { started, bytes: 0 }
+    }
+
+    fn add(&mut self, bytes: usize, now: Instant) -> Result<(), TooSlow> {
+        self.bytes += bytes as u64;
+        let elapsed = now.saturating_duration_since(self.started);
+        if elapsed > RATE_GRACE && u128::from(self.bytes) * 1000 < u128::from(MIN_RATE) * elapsed.as_millis() {
+            return Err(TooSlow);
+        }
+        Ok(())
+    }
+}
 
 /// Why a multipart body could not be read.
 #[derive(Debug, PartialEq, Eq)]
@@ -167,12 +201,13 @@ fn find_after_tail(finder: &Finder<'_>, tail: &[u8], chunk: &[u8]) -> Option<usi
 struct FramingGuard<S> {
     inner: S,
     framing: Framing,
+    pace: Pace,
     failed: bool,
 }
 
 impl<S> FramingGuard<S> {
     fn new(inner: S, boundary: &str) -> Self {
-        Self { inner, framing: Framing::new(boundary), failed: false }
+        Self { inner, framing: Framing::new(boundary), pace: Pace::new(Instant::now()), failed: false }
     }
 }
 
@@ -187,13 +222,20 @@ where
             return Poll::Ready(None);
         }
         match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => match self.framing.feed(&chunk) {
-                Ok(()) => Poll::Ready(Some(Ok(chunk))),
-                Err(e) => {
-                    self.failed = true;
-                    Poll::Ready(Some(Err(Box::new(e))))
+            Poll::Ready(Some(Ok(chunk))) => {
+                let this = &mut *self;
+                let checked = match this.framing.feed(&chunk) {
+                    Ok(()) => this.pace.add(chunk.len(), Instant::now()).map_err(|e| Box::new(e) as _),
+                    Err(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                };
+                match checked {
+                    Ok(()) => Poll::Ready(Some(Ok(chunk))),
+                    Err(e) => {
+                        this.failed = true;
+                        Poll::Ready(Some(Err(e)))
+                    }
                 }
-            },
+            }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -254,6 +296,19 @@ mod tests {
         framing.feed(b"--XyZ\r\nContent-Disposition: form-data").expect("short so far");
         let err = (0..100).try_for_each(|_| framing.feed(&[b'a'; 100]));
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn an_upload_below_the_minimum_average_rate_fails_after_the_grace_period() {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(t0);
+        // Slow at first is fine…
+        assert!(pace.add(10, t0 + Duration::from_secs(20)).is_ok());
+        // …but not once the grace period is over and the average is still below the minimum.
+        assert!(pace.add(10, t0 + RATE_GRACE + Duration::from_secs(1)).is_err());
+        let mut fast = Pace::new(t0);
+        assert!(fast.add(10 << 20, t0 + Duration::from_secs(5)).is_ok());
+        assert!(fast.add(1, t0 + Duration::from_secs(60)).is_ok());
     }
 
     #[test]
