@@ -384,8 +384,8 @@ async fn a_64_mib_part_header_is_refused_as_soon_as_it_passes_the_bound() {
     let (status, v, sent) = send_counted(&api, &token, head, b'a', 64 << 20).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, FILE_REQUIRED, &[]);
-    // What was read is bounded (socket buffers aside), not the whole header.
-    assert!(sent < 16 << 20, "{sent} bytes were pulled from the client");
+    // What was read is bounded (loopback socket buffers aside, a few MiB), not the whole header.
+    assert!(sent < 32 << 20, "{sent} bytes were pulled from the client");
     api.assert_nothing_stored().await;
 }
 
