@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/drishtiksha/target
 # Builds never need a database: query metadata lives in .sqlx/ (refresh with `make sqlx-prepare`).
 export SQLX_OFFLINE ?= true
 
-.PHONY: run test bench setup lint fmt sqlx-prepare
+.PHONY: run test bench setup lint fmt sqlx-prepare install-cli
 
 run:
 	@scripts/setup.sh --run
@@ -31,3 +31,7 @@ lint:
 # Regenerates .sqlx/ against a scratch database migrated from migrations/.
 sqlx-prepare:
 	@scripts/sqlx-prepare.sh
+
+# The `drishtiksha` command line, optimised, into ~/.cargo/bin (make run already builds a debug one).
+install-cli:
+	cargo install --locked --path cli

@@ -490,6 +490,12 @@ def check_compose(doc: dict, repo: Repo, report: Report):
                          f"service {name}: {replicas} replicas cannot all publish host port(s) {fixed}")
     for b in BACKENDS:
         for name, binary in runs.items():
+            # An inference worker serves one ML server with that server's capacity: exactly one.
+            if (services[name].get("environment") or {}).get("WORKER_ROLE") == "inference":
+                replicas = (services[name].get("deploy") or {}).get("replicas", 1)
+                report.check(replicas == 1, "one inference worker per ML server",
+                             f"service {name}: an inference worker runs {replicas} replicas; its ML server would get {replicas}× its capacity")
+                continue
             if binary == b:
                 replicas = (services[name].get("deploy") or {}).get("replicas", 1)
                 report.check(isinstance(replicas, int) and replicas >= 2, "the api and the worker run replicated",

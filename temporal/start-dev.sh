@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Temporal dev server for the embedded set-up: SQLite file under .data/ (runs survive a
-# restart), Web UI on :8233, namespace `default`, the search attributes of the analysis workflow.
+# restart), Web UI on :8233, namespace `default`, the search attributes of the analysis workflow,
+# and task-queue priority and fairness (dev-dynamic-config.txt).
 # Environment: TEMPORAL_BIN, TEMPORAL_PORT (7233), TEMPORAL_UI_PORT (8233), TEMPORAL_DB_FILE.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,4 +23,7 @@ args=(server start-dev
 while read -r name type; do
   [ -n "$name" ] && args+=(--search-attribute "$name=$type")
 done < <(grep -v '^#' "$here/search-attributes.txt")
+while read -r kv; do
+  [ -n "$kv" ] && args+=(--dynamic-config-value "$kv")
+done < <(grep -v '^#' "$here/dev-dynamic-config.txt")
 exec "$bin" "${args[@]}"

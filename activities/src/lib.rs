@@ -5,6 +5,7 @@
 //! reset re-executes it without duplicating rows, and it never moves a terminal run. An activity
 //! that finds its media or run deleted ends successfully without writing or publishing.
 
+pub mod artifacts;
 pub mod ml;
 pub mod probe;
 pub mod progress;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use drishtiksha_common::MediaType;
 use drishtiksha_common::config::WorkerConfig;
-use drishtiksha_common::db::runs::{self, AttemptStart, Finalization, RunContext};
+use drishtiksha_common::db::runs::{self, AttemptStart, Finalization};
 use drishtiksha_common::events::{self, EventPublisher};
 use drishtiksha_common::metrics;
 use drishtiksha_common::model::{RunStatus, extension_of, ml_part_extension};
@@ -30,8 +31,14 @@ use uuid::Uuid;
 
 use crate::ml::{AnalyzeRequest, MlClient, MlError, MlErrorKind};
 
-/// How often a waiting activity heartbeats (the heartbeat timeout is 30 s).
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// How often a waiting activity heartbeats (the heartbeat timeout is `ML_HEARTBEAT_TIMEOUT`, at
+/// least 2 s; the SDK throttles what it sends).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Largest stored ML answer read back (the ML client accepts responses up to the same size).
+const MAX_STORED_ANSWER: u64 = ml::MAX_RESPONSE_BYTES as u64;
+/// How long a model call waits for the database to mark its row RUNNING before it goes ahead
+/// without (the row is cosmetic until the answer is recorded).
+const BEST_EFFORT_DB: Duration = Duration::from_secs(2);
 pub const MISSING_FILE_MESSAGE: &str = "Media file is missing from storage";
 
 /// The ML settings of the worker that prepared the run, recorded in the workflow history so the
@@ -42,6 +49,22 @@ pub struct PipelineSettings {
     pub retry_initial_interval_ms: u64,
     pub retry_max_attempts: u32,
     pub analyze_timeout_secs: u64,
+    /// How long an ML server that is down or not ready is waited for.
+    #[serde(default = "default_unavailable_wait_secs")]
+    pub unavailable_wait_secs: u64,
+    #[serde(default = "default_heartbeat_timeout_secs")]
+    pub heartbeat_timeout_secs: u64,
+    /// The task queue of the model calls (empty: the workflow's own).
+    #[serde(default)]
+    pub inference_task_queue: String,
+}
+
+fn default_unavailable_wait_secs() -> u64 {
+    30 * 60
+}
+
+fn default_heartbeat_timeout_secs() -> u64 {
+    30
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -65,6 +88,10 @@ pub enum Prepared {
         media_type: MediaType,
         has_audio: Option<bool>,
         settings: PipelineSettings,
+        #[serde(default)]
+        run_number: i32,
+        #[serde(default)]
+        storage_key: String,
     },
     FileMissing,
     /// The media or run was deleted, or the run is already terminal.
@@ -90,6 +117,10 @@ pub enum Discovery {
     Failed {
         message: String,
     },
+    /// The ML server is down or not ready (connection refused, 503): it is waited for.
+    Unavailable {
+        message: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -106,12 +137,81 @@ pub enum Started {
     Gone,
 }
 
-/// What `analyze_with_model` ended with (failures are activity failures).
+/// One model call (`infer`, on the inference task queue). Carries what the call needs so that it
+/// does not depend on the database.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InferRequest {
+    pub run_id: Uuid,
+    pub media_id: Uuid,
+    pub user_id: Uuid,
+    pub media_type: MediaType,
+    pub storage_key: String,
+    pub model: String,
+    /// The ML attempt this call is (1-based): answers of the ML server counted so far + 1.
+    pub attempt: u32,
+    pub max_attempts: u32,
+}
+
+/// A kept ML answer: where the response is stored, and what the workflow shows of it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    pub result_key: String,
+    pub prediction: String,
+    pub confidence: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_used: Option<String>,
+    /// Found stored by an earlier attempt: the ML server was not called again.
+    #[serde(default)]
+    pub reused: bool,
+}
+
+/// How the ML server answered a model call. Its refusals are results, not activity failures: the
+/// workflow counts them against `ML_RETRY_MAX_ATTEMPTS`, while a lost worker or a database outage
+/// is an activity failure that Temporal retries without counting.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
-pub enum ModelOutcome {
-    Completed { attempt: u32, prediction: String, confidence: f64 },
+pub enum InferOutcome {
+    Answered(Answer),
+    Refused(Refusal),
+    /// The run was deleted or ended meanwhile.
     Gone,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Refusal {
+    /// `ML_*` failure type.
+    pub failure_type: String,
+    /// The message stored if this is the last attempt (`api.md` §6.6 wording).
+    pub message: String,
+    pub retryable: bool,
+    /// The server is down or not ready: waited for, not counted.
+    pub waitable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Records a kept answer on the model's row.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordRequest {
+    pub run_id: Uuid,
+    pub model: String,
+    pub attempt: u32,
+    pub result_key: String,
+}
+
+/// What `record_result` ended with.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Recorded {
+    Completed,
+    /// The run was deleted or ended meanwhile.
+    Gone,
+    /// The stored answer is gone: the model must be asked again.
+    AnswerMissing,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -120,6 +220,9 @@ pub struct ModelFailure {
     pub run_id: Uuid,
     pub model: String,
     pub message: String,
+    /// Calls that reached the ML server (None: as the row says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -147,6 +250,7 @@ pub struct RunSummary {
 }
 
 /// The activities with the clients they share.
+#[derive(Clone)]
 pub struct AnalysisActivities {
     pub db: PgPool,
     pub redis: RedisHandle,
@@ -154,6 +258,36 @@ pub struct AnalysisActivities {
     pub storage: Storage,
     pub ml: MlClient,
     pub settings: PipelineSettings,
+    /// `host:port` of the ML server, the `server` label of the inference metrics.
+    pub server_label: String,
+    /// Base of the URLs of copied artifacts (`<base>/media/<key>`).
+    pub public_base_url: url::Url,
+}
+
+/// `host:port` of an ML server URL.
+pub fn ml_server_label(url: &url::Url) -> String {
+    format!("{}:{}", url.host_str().unwrap_or("unknown"), url.port_or_known_default().unwrap_or(0))
+}
+
+/// Where a model's answer for a run is kept: `results/<runId>/<model>.json`. Characters other than
+/// letters, digits, `-`, `_` and `.` are replaced, and a model name that needed that gets a hash
+/// suffix so that two names never share a key.
+pub fn result_key(run_id: Uuid, model: &str) -> String {
+    let safe: String =
+        model.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') { c } else { '_' }).collect();
+    if safe == model && !model.is_empty() {
+        format!("results/{run_id}/{safe}.json")
+    } else {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(model.as_bytes());
+        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("results/{run_id}/{safe}-{hex}.json")
+    }
+}
+
+/// The folder of a run's kept answers.
+pub fn results_prefix(run_id: Uuid) -> String {
+    format!("results/{run_id}")
 }
 
 impl AnalysisActivities {
@@ -171,7 +305,12 @@ impl AnalysisActivities {
                     .unwrap_or(u64::MAX),
                 retry_max_attempts: common.ml.retry_max_attempts,
                 analyze_timeout_secs: common.ml.analyze_timeout.as_secs().max(1),
+                unavailable_wait_secs: common.ml.unavailable_wait.as_secs(),
+                heartbeat_timeout_secs: common.ml.heartbeat_timeout.as_secs().max(2),
+                inference_task_queue: common.temporal.inference_task_queue.clone(),
             },
+            server_label: ml_server_label(&common.ml.server_url),
+            public_base_url: common.public_base_url.clone(),
         })
     }
 }
@@ -258,7 +397,13 @@ impl AnalysisActivities {
             }
         };
         runs::store_probe(&self.db, run.media_id, metadata.as_ref(), has_audio).await?;
-        Ok(Prepared::Ready { media_type: run.media_type, has_audio, settings: self.settings.clone() })
+        Ok(Prepared::Ready {
+            media_type: run.media_type,
+            has_audio,
+            settings: self.settings.clone(),
+            run_number: run.run_number,
+            storage_key: run.storage_key,
+        })
     }
 
     /// Step 2: `/stats` through the shared cache, then the selection rule.
@@ -275,6 +420,7 @@ impl AnalysisActivities {
         };
         match stats {
             Ok(stats) => Ok(Discovery::Models { models: ml::select_models(&stats, input.media_type, input.has_audio) }),
+            Err(e) if e.waitable => Ok(Discovery::Unavailable { message: e.message }),
             Err(e) if e.kind.is_retryable() && attempt < max_attempts(&ctx, self.settings.retry_max_attempts) => {
                 Err(ml_failure(&e))
             }
@@ -301,64 +447,143 @@ impl AnalysisActivities {
         Ok(Started::Started)
     }
 
-    /// Step 4: one model's analysis (one attempt per execution).
+    /// Step 4a, on the inference task queue: one call of one model. The answer is kept in storage
+    /// (`results/<runId>/<model>.json`) before anything else can fail, so a later failure never
+    /// costs the inference again: a retry finds the kept answer and returns it without calling.
+    /// The database is only used best-effort here (marking the row RUNNING).
     #[activity]
-    pub async fn analyze_with_model(
+    pub async fn infer(
         self: Arc<Self>,
         ctx: ActivityContext,
-        input: ModelRef,
-    ) -> Result<ModelOutcome, ActivityError> {
-        let attempt = ctx.info().attempt;
-        let attempt_i32 = i32::try_from(attempt).unwrap_or(i32::MAX);
-        let Some(run) = runs::context(&self.db, input.run_id).await? else {
-            return Ok(ModelOutcome::Gone);
-        };
+        input: InferRequest,
+    ) -> Result<InferOutcome, ActivityError> {
         let model = input.model.as_str();
-        let span = tracing::info_span!("analyze_with_model", workflow_id = workflow_id(&ctx), run_id = %run.run_id,
-            media.id = %run.media_id, model, attempt);
-        match runs::begin_attempt(&self.db, run.run_id, model, attempt_i32).await? {
-            AttemptStart::Closed => return Ok(ModelOutcome::Gone),
-            AttemptStart::AlreadyCompleted { prediction, confidence, .. } => {
-                return Ok(ModelOutcome::Completed { attempt, prediction, confidence });
-            }
-            AttemptStart::Running { .. } => {}
+        let attempt_i32 = i32::try_from(input.attempt).unwrap_or(i32::MAX);
+        let span = tracing::info_span!("infer", workflow_id = workflow_id(&ctx), run_id = %input.run_id,
+            media.id = %input.media_id, model, attempt = input.attempt, task_attempt = ctx.info().attempt);
+        let key = result_key(input.run_id, model);
+        if let Some(answer) = self.kept_answer(&key).await? {
+            tracing::info!(parent: &span, "answer already kept; the ML server is not called again");
+            metrics::ML_ANSWERS_REUSED.inc();
+            return Ok(InferOutcome::Answered(answer));
         }
-        tracing::info!(parent: &span, "analysis attempt started");
-        self.events.publish(&progress::analysis_started(&run, model, attempt_i32)).await;
-
-        let Some(outcome) = with_heartbeats(&ctx, self.call_ml(&run, model, attempt)).await else {
-            tracing::info!(parent: &span, "analysis attempt cancelled");
+        // Best effort: the row shows RUNNING and ANALYSIS_STARTED goes out when the database
+        // answers in time; a database outage must not keep the GPU idle.
+        let marked = tokio::time::timeout(BEST_EFFORT_DB, async {
+            let Some(run) = runs::context(&self.db, input.run_id).await? else { return Ok(None) };
+            match runs::begin_attempt(&self.db, input.run_id, model, attempt_i32).await? {
+                AttemptStart::Closed => Ok::<_, sqlx::Error>(None),
+                _ => Ok(Some(run)),
+            }
+        })
+        .await;
+        let run = match marked {
+            Ok(Ok(None)) => return Ok(InferOutcome::Gone),
+            Ok(Ok(Some(run))) => {
+                self.events.publish(&progress::analysis_started(&run, model, attempt_i32)).await;
+                Some(run)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(parent: &span, error = %e, "row not marked running; calling the model anyway");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(parent: &span, "database slow; calling the model without marking the row");
+                None
+            }
+        };
+        if let (Some(scheduled), Some(started)) = (ctx.info().current_attempt_scheduled_time, ctx.info().started_time) {
+            let waited = started.duration_since(scheduled).unwrap_or_default();
+            metrics::INFERENCE_QUEUE_WAIT.with_label_values(&[&self.server_label]).observe(waited.as_secs_f64());
+        }
+        tracing::info!(parent: &span, "model call started");
+        let in_flight = InFlight::new(&self.server_label);
+        let Some(outcome) = with_heartbeats(&ctx, self.call_ml(&input)).await else {
+            tracing::info!(parent: &span, "model call cancelled");
             return Err(ActivityError::cancelled());
         };
+        drop(in_flight);
         match outcome {
-            Ok(result) => {
-                let Some(analysis_id) = runs::complete_model(&self.db, run.run_id, model, attempt_i32, &result).await?
-                else {
-                    return Ok(ModelOutcome::Gone);
-                };
-                tracing::info!(parent: &span, prediction = %result.prediction, "analysis completed");
-                let event = progress::analysis_completed(
-                    &run,
-                    model,
-                    progress::Completed {
-                        analysis_id,
-                        prediction: &result.prediction,
-                        confidence: result.confidence,
-                        processing_time: result.processing_time,
-                    },
-                );
-                self.events.publish(&event).await;
-                Ok(ModelOutcome::Completed { attempt, prediction: result.prediction, confidence: result.confidence })
+            Ok((body, result)) => {
+                // Kept before anything else: the answer survives a database, Redis or worker
+                // failure from here on.
+                self.storage.put(&key, "application/json", &body).await.map_err(retryable)?;
+                tracing::info!(parent: &span, prediction = %result.prediction, model_used = result.model_used.as_deref(),
+                    "model answered; answer kept");
+                Ok(InferOutcome::Answered(Answer {
+                    result_key: key,
+                    prediction: result.prediction,
+                    confidence: result.confidence,
+                    model_used: result.model_used.filter(|m| m != model),
+                    reused: false,
+                }))
             }
             Err(e) => {
-                let attempts_left = attempt < max_attempts(&ctx, self.settings.retry_max_attempts);
-                tracing::warn!(parent: &span, failure = e.kind.type_name(), error = %e.message, "analysis attempt failed");
-                if e.kind.is_retryable() && attempts_left && runs::await_retry(&self.db, run.run_id, model).await? {
-                    self.events.publish(&progress::analysis_retrying(&run, model, attempt_i32, &e.message)).await;
+                tracing::warn!(parent: &span, failure = e.kind.type_name(), waitable = e.waitable, error = %e.message,
+                    "model call failed");
+                let counted_retry = e.kind.is_retryable() && !e.waitable && input.attempt < input.max_attempts;
+                if counted_retry || e.waitable {
+                    let requeued =
+                        tokio::time::timeout(BEST_EFFORT_DB, runs::await_retry(&self.db, input.run_id, model)).await;
+                    if let (true, Ok(Ok(true)), Some(run)) = (counted_retry, requeued, run.as_ref()) {
+                        self.events.publish(&progress::analysis_retrying(run, model, attempt_i32, &e.message)).await;
+                    }
                 }
-                Err(ml_failure(&e))
+                Ok(InferOutcome::Refused(Refusal {
+                    failure_type: e.kind.type_name().to_string(),
+                    message: e.message,
+                    retryable: e.kind.is_retryable(),
+                    waitable: e.waitable,
+                    retry_after_ms: e.retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                }))
             }
         }
+    }
+
+    /// Step 4b: records a kept answer on the model's row (COMPLETED, counts, run status) and
+    /// publishes `ANALYSIS_COMPLETED`. Retried until the database answers; never calls the ML
+    /// server.
+    #[activity]
+    pub async fn record_result(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RecordRequest,
+    ) -> Result<Recorded, ActivityError> {
+        let body = match self.storage.read_all(&input.result_key, MAX_STORED_ANSWER).await {
+            Ok(b) => b,
+            Err(StorageError::NotFound) => return Ok(Recorded::AnswerMissing),
+            Err(e) => return Err(retryable(e)),
+        };
+        let Ok(mut result) = ml::validate_result(&body) else {
+            return Ok(Recorded::AnswerMissing);
+        };
+        result.model_used = result.model_used.filter(|m| *m != input.model);
+        // The row points at our copies of the artifacts and keeps a bounded payload; the kept
+        // answer stays the full one.
+        artifacts::adopt(&self.storage, &self.public_base_url, input.run_id, &input.model, &mut result.payload).await;
+        drishtiksha_common::payload::bound(&mut result.payload);
+        let Some(run) = runs::context(&self.db, input.run_id).await? else {
+            return Ok(Recorded::Gone);
+        };
+        let attempt = i32::try_from(input.attempt).unwrap_or(i32::MAX);
+        let Some(analysis_id) = runs::complete_model(&self.db, run.run_id, &input.model, attempt, &result).await?
+        else {
+            return Ok(Recorded::Gone);
+        };
+        tracing::info!(workflow_id = workflow_id(&ctx), run_id = %run.run_id, media.id = %run.media_id,
+            model = %input.model, attempt = input.attempt, prediction = %result.prediction, "analysis completed");
+        let event = progress::analysis_completed(
+            &run,
+            &input.model,
+            progress::Completed {
+                analysis_id,
+                prediction: &result.prediction,
+                confidence: result.confidence,
+                processing_time: result.processing_time,
+            },
+        );
+        self.events.publish(&event).await;
+        Ok(Recorded::Completed)
     }
 
     /// A model that failed for good: row FAILED, counts, per-model `ANALYSIS_FAILED`. Returns the
@@ -372,7 +597,8 @@ impl AnalysisActivities {
         let Some(run) = runs::context(&self.db, input.run_id).await? else {
             return Ok(0);
         };
-        let Some(failed) = runs::fail_model(&self.db, run.run_id, &input.model, &input.message).await? else {
+        let attempts = input.attempts.map(|a| i32::try_from(a).unwrap_or(i32::MAX));
+        let Some(failed) = runs::fail_model(&self.db, run.run_id, &input.model, &input.message, attempts).await? else {
             return Ok(0);
         };
         tracing::info!(workflow_id = workflow_id(&ctx), run_id = %run.run_id, media.id = %run.media_id,
@@ -406,48 +632,99 @@ impl AnalysisActivities {
                     failed_count: f.failed,
                 }))
             }
-            None => Ok(runs::summary(&self.db, input.run_id).await?.map(|s| RunSummary {
-                status: s.status,
-                total_models: s.total_models,
-                completed_count: s.completed,
-                failed_count: s.failed,
-            })),
+            None => self.summary_of(input.run_id).await,
         }
+    }
+
+    /// The run as the database has it (what a re-executed workflow of a finished run returns).
+    #[activity]
+    pub async fn run_summary(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: RunRef,
+    ) -> Result<Option<RunSummary>, ActivityError> {
+        self.summary_of(input.run_id).await
+    }
+}
+
+/// One inference in flight, counted in `drishtiksha_inference_in_flight` while it lives.
+struct InFlight(String);
+
+impl InFlight {
+    fn new(server: &str) -> Self {
+        metrics::INFERENCE_IN_FLIGHT.with_label_values(&[server]).inc();
+        Self(server.to_string())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::INFERENCE_IN_FLIGHT.with_label_values(&[&self.0]).dec();
     }
 }
 
 impl AnalysisActivities {
-    /// One `/analyze` call, counted and timed in the process metrics.
-    async fn call_ml(&self, run: &RunContext, model: &str, attempt: u32) -> Result<runs::ModelResult, MlError> {
+    async fn summary_of(&self, run_id: Uuid) -> Result<Option<RunSummary>, ActivityError> {
+        Ok(runs::summary(&self.db, run_id).await?.map(|s| RunSummary {
+            status: s.status,
+            total_models: s.total_models,
+            completed_count: s.completed,
+            failed_count: s.failed,
+        }))
+    }
+
+    /// A kept answer of an earlier attempt, if any.
+    async fn kept_answer(&self, key: &str) -> Result<Option<Answer>, ActivityError> {
+        let body = match self.storage.read_all(key, MAX_STORED_ANSWER).await {
+            Ok(b) => b,
+            Err(StorageError::NotFound) => return Ok(None),
+            Err(e) => return Err(retryable(e)),
+        };
+        let Ok(result) = ml::validate_result(&body) else {
+            return Ok(None);
+        };
+        Ok(Some(Answer {
+            result_key: key.to_string(),
+            prediction: result.prediction,
+            confidence: result.confidence,
+            model_used: result.model_used,
+            reused: true,
+        }))
+    }
+
+    /// One `/analyze` call, counted and timed in the process metrics: the response body as
+    /// received and its validated reading.
+    async fn call_ml(&self, input: &InferRequest) -> Result<(Vec<u8>, runs::ModelResult), MlError> {
         let started = std::time::Instant::now();
-        let result = self.call_ml_inner(run, model, attempt).await;
+        let result = self.call_ml_inner(input).await;
         let outcome = match &result {
             Ok(_) => "completed",
             Err(e) => e.kind.type_name(),
         };
+        let model = input.model.as_str();
         metrics::ML_CALL_DURATION.with_label_values(&["analyze", model]).observe(started.elapsed().as_secs_f64());
         metrics::MODEL_ANALYSES.with_label_values(&[model, outcome]).inc();
         result
     }
 
-    async fn call_ml_inner(&self, run: &RunContext, model: &str, attempt: u32) -> Result<runs::ModelResult, MlError> {
-        let missing = || MlError {
+    async fn call_ml_inner(&self, input: &InferRequest) -> Result<(Vec<u8>, runs::ModelResult), MlError> {
+        let (length, body) = self.storage.open(&input.storage_key).await.map_err(|_| MlError {
             kind: MlErrorKind::RequestRejected,
             message: MISSING_FILE_MESSAGE.to_string(),
             retry_after: None,
             status: None,
-        };
-        let (length, body) = self.storage.open(&run.storage_key).await.map_err(|_| missing())?;
-        let ext = ml_part_extension(run.media_type, &extension_of(&run.storage_key));
+            waitable: false,
+        })?;
+        let ext = ml_part_extension(input.media_type, &extension_of(&input.storage_key));
         self.ml
             .analyze(AnalyzeRequest {
                 body,
                 length,
-                part_filename: format!("{}{ext}", run.media_id),
-                model: model.to_string(),
-                media_id: run.media_id,
-                user_id: run.user_id,
-                correlation_id: format!("{}:{model}:{attempt}", run.run_id),
+                part_filename: format!("{}{ext}", input.media_id),
+                model: input.model.clone(),
+                media_id: input.media_id,
+                user_id: input.user_id,
+                correlation_id: format!("{}:{}:{}", input.run_id, input.model, input.attempt),
             })
             .await
     }

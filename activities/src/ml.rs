@@ -18,7 +18,9 @@ use sqlx::PgPool;
 use url::Url;
 use uuid::Uuid;
 
-/// Redis key of the cached `/stats` object, shared with the api's server-status endpoint.
+/// Prefix of the Redis key of the cached `/stats` object, shared with the api's server-status
+/// endpoint; the key ends with the ML server's base URL ([`stats_cache_key`]), so deployments
+/// sharing one Redis never read each other's model lists.
 pub const STATS_CACHE_KEY: &str = "ml_server_stats";
 pub const STATS_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Largest response body accepted (`heatmap_scores` can be tens of MB).
@@ -42,6 +44,8 @@ pub enum MlErrorKind {
     AuthRejected,
     RequestRejected,
     InvalidResponse,
+    /// 500 "Inference Error": the server already tried every fallback model; final.
+    InferenceExhausted,
 }
 
 impl MlErrorKind {
@@ -54,6 +58,7 @@ impl MlErrorKind {
             Self::AuthRejected => "ML_AUTH_REJECTED",
             Self::RequestRejected => "ML_REQUEST_REJECTED",
             Self::InvalidResponse => "ML_INVALID_RESPONSE",
+            Self::InferenceExhausted => "ML_INFERENCE_EXHAUSTED",
         }
     }
 
@@ -72,18 +77,23 @@ pub struct MlError {
     pub retry_after: Option<Duration>,
     /// HTTP status, when there was a response.
     pub status: Option<u16>,
+    /// The server is not there or not ready (connection refused, DNS failure, 503): it is waited
+    /// for (`ML_UNAVAILABLE_WAIT`) rather than counted as one of the model's attempts.
+    pub waitable: bool,
 }
 
 impl MlError {
     fn new(kind: MlErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), retry_after: None, status: None }
+        Self { kind, message: message.into(), retry_after: None, status: None, waitable: false }
     }
 
     fn from_transport(e: &reqwest::Error) -> Self {
-        if e.is_timeout() {
+        if e.is_timeout() && !e.is_connect() {
             Self::new(MlErrorKind::Timeout, MSG_TIMEOUT)
         } else {
-            Self::new(MlErrorKind::Unavailable, MSG_UNAVAILABLE)
+            // A connection that could not be made never reached the server; one that broke after
+            // the request was sent did, and counts as an attempt.
+            Self { waitable: e.is_connect(), ..Self::new(MlErrorKind::Unavailable, MSG_UNAVAILABLE) }
         }
     }
 
@@ -155,8 +165,9 @@ impl MlClient {
         }
     }
 
-    /// `POST /analyze` with the file streamed as the `media` part.
-    pub async fn analyze<S>(&self, req: AnalyzeRequest<S>) -> Result<ModelResult, MlError>
+    /// `POST /analyze` with the file streamed as the `media` part: the response body as received
+    /// and its validated reading.
+    pub async fn analyze<S>(&self, req: AnalyzeRequest<S>) -> Result<(Vec<u8>, ModelResult), MlError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
@@ -174,7 +185,8 @@ impl MlClient {
             .timeout(self.analyze_timeout)
             .multipart(form);
         let (_, body) = self.send(request).await?;
-        validate_result(&body)
+        let result = validate_result(&body)?;
+        Ok((body, result))
     }
 
     /// Sends with the API key and reads the whole (bounded) body; a non-2xx answer is classified.
@@ -208,6 +220,8 @@ pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
     let (kind, message) = match status.as_u16() {
         401 | 403 => (MlErrorKind::AuthRejected, MSG_AUTH.to_string()),
         429 => (MlErrorKind::RateLimited, extracted()),
+        503 => (MlErrorKind::Unavailable, MSG_UNAVAILABLE.to_string()),
+        500 if fallbacks_exhausted(body) => (MlErrorKind::InferenceExhausted, extracted()),
         500..=599 => (MlErrorKind::ServerError, extracted()),
         400..=499 => (MlErrorKind::RequestRejected, extracted()),
         // A redirect is not followed; it is a response the contract does not allow.
@@ -222,7 +236,14 @@ pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
     } else {
         None
     };
-    MlError { kind, message, retry_after, status: Some(status.as_u16()) }
+    MlError { kind, message, retry_after, status: Some(status.as_u16()), waitable: status.as_u16() == 503 }
+}
+
+/// A 500 whose body is the server's "Inference Error" (`detail.error`), which it sends only after
+/// its whole fallback chain failed: calling again would run that chain again.
+fn fallbacks_exhausted(body: &[u8]) -> bool {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    value.pointer("/detail/error").and_then(Value::as_str) == Some("Inference Error")
 }
 
 /// The first string of `detail` → `detail.message` → `message` → `detail.error` (§7.2), at most
@@ -254,7 +275,9 @@ pub fn validate_result(body: &[u8]) -> Result<ModelResult, MlError> {
         data.get("prediction").and_then(Value::as_str).filter(|p| matches!(*p, "REAL" | "FAKE")).ok_or_else(invalid)?;
     let confidence =
         data.get("confidence").and_then(Value::as_f64).filter(|c| (0.0..=1.0).contains(c)).ok_or_else(invalid)?;
+    let model_used = value.get("model_used").and_then(Value::as_str).filter(|m| !m.is_empty()).map(str::to_string);
     Ok(ModelResult {
+        model_used,
         prediction: prediction.to_string(),
         confidence,
         processing_time: data.get("processing_time").and_then(Value::as_f64),
@@ -312,7 +335,8 @@ pub fn health_status(stats: &Value) -> &'static str {
 /// server, caches the object with `responseTimeMs` and `cachedAt`, and records a `server_health`
 /// row (an UNHEALTHY one on failure; failures are not cached). Redis trouble bypasses the cache.
 pub async fn cached_stats(ml: &MlClient, redis: &RedisHandle, db: &PgPool) -> Result<Value, MlError> {
-    if let Some(hit) = cache_get(redis).await {
+    let key = stats_cache_key(&ml.base);
+    if let Some(hit) = cache_get(redis, &key).await {
         return Ok(hit);
     }
     let started = Instant::now();
@@ -327,7 +351,7 @@ pub async fn cached_stats(ml: &MlClient, redis: &RedisHandle, db: &PgPool) -> Re
             object.insert("responseTimeMs".to_string(), json!(elapsed_ms));
             object.insert("cachedAt".to_string(), json!(format_ts(&Utc::now())));
             let stats = Value::Object(object);
-            cache_set(redis, &stats).await;
+            cache_set(redis, &key, &stats).await;
             record_health(db, health_status(&stats), elapsed_ms, &stats).await;
             Ok(stats)
         }
@@ -340,18 +364,23 @@ pub async fn cached_stats(ml: &MlClient, redis: &RedisHandle, db: &PgPool) -> Re
     }
 }
 
-async fn cache_get(redis: &RedisHandle) -> Option<Value> {
+/// `ml_server_stats:<base URL>`: one cache entry per ML server.
+pub fn stats_cache_key(server: &Url) -> String {
+    format!("{STATS_CACHE_KEY}:{}", server.as_str().trim_end_matches('/'))
+}
+
+async fn cache_get(redis: &RedisHandle, key: &str) -> Option<Value> {
     let mut conn = redis.conn().await.ok()?;
-    let cached: Option<String> = redis::cmd("GET").arg(STATS_CACHE_KEY).query_async(&mut conn).await.ok()?;
+    let cached: Option<String> = redis::cmd("GET").arg(key).query_async(&mut conn).await.ok()?;
     serde_json::from_str(&cached?).ok()
 }
 
-async fn cache_set(redis: &RedisHandle, stats: &Value) {
+async fn cache_set(redis: &RedisHandle, key: &str, stats: &Value) {
     let Ok(mut conn) = redis.conn().await else {
         return;
     };
     let result: redis::RedisResult<()> = redis::cmd("SET")
-        .arg(STATS_CACHE_KEY)
+        .arg(key)
         .arg(stats.to_string())
         .arg("EX")
         .arg(STATS_CACHE_TTL.as_secs())
@@ -407,7 +436,15 @@ mod tests {
         assert_eq!(kind(422), MlErrorKind::RequestRejected);
         assert_eq!(kind(404), MlErrorKind::RequestRejected);
         assert_eq!(kind(500), MlErrorKind::ServerError);
-        assert_eq!(kind(503), MlErrorKind::ServerError);
+        assert_eq!(kind(502), MlErrorKind::ServerError);
+        assert_eq!(kind(503), MlErrorKind::Unavailable);
+        assert!(classify_status(StatusCode::SERVICE_UNAVAILABLE, &h, b"{}").waitable);
+        assert!(!classify_status(StatusCode::INTERNAL_SERVER_ERROR, &h, b"{}").waitable);
+        let exhausted = br#"{"detail":{"error":"Inference Error","message":"Model inference failed and all fallbacks exhausted.","primary_error":"x","fallback_error":"y"}}"#;
+        let e = classify_status(StatusCode::INTERNAL_SERVER_ERROR, &h, exhausted);
+        assert_eq!(e.kind, MlErrorKind::InferenceExhausted);
+        assert!(!e.kind.is_retryable());
+        assert_eq!(e.message, "Model inference failed and all fallbacks exhausted.");
         assert_eq!(kind(307), MlErrorKind::InvalidResponse);
         assert!(!MlErrorKind::RequestRejected.is_retryable());
         assert!(MlErrorKind::RateLimited.is_retryable());
@@ -428,6 +465,12 @@ mod tests {
         assert_eq!(ok.prediction, "FAKE");
         assert_eq!(ok.processing_time, Some(1.5));
         assert_eq!(ok.payload["x"], json!([1]));
+        assert_eq!(ok.model_used, None);
+        let fallback = validate_result(
+            br#"{"success":true,"model_used":"B","data":{"prediction":"REAL","confidence":0.7,"note":"Primary model 'A' failed. Used fallback model 'B'."}}"#,
+        )
+        .expect("valid");
+        assert_eq!(fallback.model_used.as_deref(), Some("B"));
         for bad in [
             &br#"{"success":false,"data":{"prediction":"FAKE","confidence":0.8}}"#[..],
             br#"{"success":true,"data":{"prediction":"MAYBE","confidence":0.8}}"#,
@@ -457,6 +500,14 @@ mod tests {
         assert_eq!(select_models(&stats, MediaType::Audio, None), ["A"]);
         assert_eq!(select_models(&stats, MediaType::Image, None), ["I"]);
         assert!(select_models(&json!({}), MediaType::Image, None).is_empty());
+    }
+
+    #[test]
+    fn the_stats_cache_key_names_the_ml_server() {
+        let a = stats_cache_key(&Url::parse("http://ml-a:8000/").expect("url"));
+        let b = stats_cache_key(&Url::parse("http://ml-b:8000").expect("url"));
+        assert_eq!(a, "ml_server_stats:http://ml-a:8000");
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -46,6 +46,7 @@ fn input() -> ReportInput {
                 id: Uuid::new_v4(),
                 analysis_run_id: run_id,
                 model_name: (*name).to_string(),
+                model_used: None,
                 status: AnalysisStatus::Completed,
                 prediction: prediction.into(),
                 confidence,

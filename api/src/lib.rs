@@ -29,6 +29,7 @@ use utoipa_axum::routes;
 
 use drishtiksha_common::config::ApiConfig;
 use drishtiksha_common::db;
+use drishtiksha_common::patience::until_ready;
 use drishtiksha_common::redis_conn::RedisHandle;
 use drishtiksha_common::storage::Storage;
 
@@ -87,17 +88,46 @@ pub fn app(state: AppState) -> (Router, socketioxide::SocketIo) {
 }
 
 /// Builds the state from configuration: database (migrated), Redis, storage.
+///
+/// Postgres and the object store are waited for while they are away (with capped backoff, logging
+/// what is awaited); Redis and Temporal are connected on use. Interrupted uploads older than
+/// `STALE_UPLOAD_AGE` are swept now and every few minutes.
 pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
-    let pool = db::connect(config.common.database_url.expose(), config.common.database_pool_size).await?;
-    db::migrate(&pool).await?;
-    let redis = RedisHandle::new(config.common.redis_url.expose())?;
-    let storage = Storage::from_config(&config.common.storage).await.context("storage is not usable")?;
+    let common = &config.common;
+    let pool = until_ready("Postgres", || async {
+        let pool = db::connect(common.database_url.expose(), common.database_pool_size).await?;
+        db::migrate(&pool).await?;
+        Ok::<_, anyhow::Error>(pool)
+    })
+    .await;
+    let redis = RedisHandle::new(common.redis_url.expose())?;
+    let storage = until_ready("the object store", || async {
+        Storage::from_config(&common.storage).await.context("storage is not usable")
+    })
+    .await;
+    if let Some(local) = storage.local() {
+        spawn_partial_sweeper(local.clone(), config.stale_upload_age);
+    }
     AppState::new(config, pool, redis, storage)
 }
 
 /// Where `/metrics` is served when `METRICS_ADDR` is not set: the loopback interface only. It is
 /// never served on the public port (it tells anyone the traffic of every route).
 pub const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100));
+/// Removes partial files of uploads interrupted by a crash: at start-up and every five minutes.
+fn spawn_partial_sweeper(storage: drishtiksha_common::storage::LocalStorage, older_than: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            match storage.sweep_partials(older_than).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "partial files of interrupted uploads removed"),
+                Err(e) => tracing::warn!(error = %e, "partial uploads not swept"),
+            }
+        }
+    });
+}
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
 pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ mod analysis;
 pub(crate) mod files;
 mod handlers;
 mod multipart;
+pub(crate) mod results;
 mod sniff;
 mod upload;
 
@@ -35,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::rerun_analysis))
         .routes(routes!(handlers::get_run))
         .routes(routes!(handlers::cancel_run))
+        .routes(routes!(results::get_analysis_result))
 }
 
 /// `/media/{*key}`: a wildcard, which OpenAPI paths cannot express; the document describes it as

@@ -35,10 +35,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The ML server's `GET /stats` object unchanged (`status`, `uptime_seconds`, `models_info`,
-/// `device_info`, `system_info`, …), plus `responseTimeMs` and `cachedAt`.
+/// `device_info`, `system_info`, …), plus `responseTimeMs` and `cachedAt`; each `models_info[]`
+/// entry carries its flags in both spellings (`isVideo` and `is_video`, …).
 #[derive(ToSchema)]
 #[schema(example = json!({
-    "status": "running", "uptime_seconds": 3600, "models_info": [], "device_info": {}, "system_info": {},
+    "status": "running", "uptime_seconds": 3600, "device_info": {}, "system_info": {},
+    "models_info": [{"name": "SIGLIP-LSTM-V4", "loaded": true, "isVideo": true, "isAudio": false, "isImage": false,
+                     "is_video": true, "is_audio": false, "is_image": false}],
     "responseTimeMs": 143, "cachedAt": "2025-10-12T03:41:49.123Z"
 }))]
 #[allow(dead_code)] // describes the ML server's object, which is passed through as JSON
@@ -49,6 +52,29 @@ pub struct ServerStatus {
     /// When the ML server was asked.
     #[schema(rename = "cachedAt")]
     cached_at: DateTime<Utc>,
+}
+
+/// The model flags in both spellings: the ML server sends `isVideo`…, while the original
+/// frontend's in-progress card reads `is_video` / `is_audio` (without them it lists no models).
+/// A spelling the server already sent is never overwritten.
+const FLAG_SPELLINGS: [(&str, &str); 4] =
+    [("isVideo", "is_video"), ("isAudio", "is_audio"), ("isImage", "is_image"), ("isMultiModal", "is_multimodal")];
+
+fn with_both_flag_spellings(stats: &mut Value) {
+    let Some(models) = stats.get_mut("models_info").and_then(Value::as_array_mut) else { return };
+    for model in models.iter_mut().filter_map(Value::as_object_mut) {
+        for (camel, snake) in FLAG_SPELLINGS {
+            match (model.get(camel).cloned(), model.get(snake).cloned()) {
+                (Some(v), None) => {
+                    model.insert(snake.to_string(), v);
+                }
+                (None, Some(v)) => {
+                    model.insert(camel.to_string(), v);
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// The answers of the ML server's failures (§4.4); each inserts an `UNHEALTHY` history row.
@@ -84,7 +110,10 @@ fn ml_error_response(e: &MlError) -> ApiError {
 )]
 async fn get_server_status(State(state): State<AppState>, _user: AuthUser) -> ApiResult<Response> {
     match cached_stats(&state.ml, &state.redis, &state.db).await {
-        Ok(stats) => Ok(ok(stats, "Server status retrieved successfully").into_response()),
+        Ok(mut stats) => {
+            with_both_flag_spellings(&mut stats);
+            Ok(ok(stats, "Server status retrieved successfully").into_response())
+        }
         Err(e) => Err(ml_error_response(&e)),
     }
 }
@@ -164,13 +193,17 @@ enum HealthStatus {
 
 /// The processing queue, from Temporal visibility and the database (§4.4).
 #[derive(Serialize, Debug, PartialEq, Eq, ToSchema)]
-#[schema(example = json!({"pending": 0, "active": 2, "completed": 41, "failed": 1, "delayed": 1}))]
+#[schema(example = json!({"pending": 0, "active": 2, "completed": 41, "failed": 1, "delayed": 1, "inferenceBacklog": 4}))]
 pub struct QueueStatus {
     pub pending: i64,
     pub active: i64,
     pub completed: i64,
     pub failed: i64,
     pub delayed: i64,
+    /// Model calls waiting for inference capacity (Temporal's approximate backlog of the
+    /// inference task queue).
+    #[serde(rename = "inferenceBacklog")]
+    pub inference_backlog: i64,
 }
 
 #[utoipa::path(
@@ -212,8 +245,14 @@ async fn get_queue_status(State(state): State<AppState>, _user: AuthUser) -> Api
     )
     .fetch_one(&state.db)
     .await?;
+    let temporal = &state.config.common.temporal;
+    let inference_backlog =
+        drishtiksha_common::temporal::activity_backlog(&client, &temporal.namespace, &temporal.inference_task_queue)
+            .await
+            .map_err(ApiError::unavailable)?;
     let pending = db.queued.min(open);
     let status = QueueStatus {
+        inference_backlog,
         pending,
         active: (open - pending).max(0),
         completed,

@@ -2,6 +2,7 @@
 //! Redis progress channel to the sockets of the user each message names.
 
 mod listener;
+pub mod outbox;
 mod relay;
 
 use std::time::Duration;
@@ -61,9 +62,15 @@ async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(stat
         socket.disconnect().ok();
         return;
     };
+    // The outbox exists before the socket is in a room, so no event for it can miss one.
+    state.sockets.open(&socket, state.config.socket_progress_window);
     socket.join(user_rooms(&user_id.to_string()));
     drishtiksha_common::metrics::SOCKET_CONNECTIONS.inc();
-    socket.on_disconnect(async || drishtiksha_common::metrics::SOCKET_CONNECTIONS.dec());
+    let sockets = state.sockets.clone();
+    socket.on_disconnect(async move |s: SocketRef| {
+        sockets.close(s.id);
+        drishtiksha_common::metrics::SOCKET_CONNECTIONS.dec();
+    });
     tracing::debug!(user.id = %user_id, socket.id = %socket.id, "socket connected");
 }
 
@@ -78,6 +85,9 @@ pub fn layer(state: AppState) -> (SocketIoLayer, SocketIo) {
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
         .max_payload(MAX_MESSAGE)
+        // Sized for a burst of outcomes of many runs of one user (socketioxide's default is 128);
+        // the outbox absorbs anything beyond.
+        .max_buffer_size(state.config.socket_buffer)
         .with_state(state)
         .build_layer();
     io.ns("/", on_connect.with(authenticate));

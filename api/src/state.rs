@@ -23,6 +23,8 @@ pub struct AppState {
     pub storage: Storage,
     pub jwt: Arc<JwtKeys>,
     pub ml: MlClient,
+    /// This process's Socket.IO sockets and their outboxes.
+    pub sockets: crate::realtime::outbox::Outboxes,
     temporal: Arc<OnceCell<temporalio_client::Client>>,
 }
 
@@ -31,7 +33,17 @@ impl AppState {
         let ml = MlClient::new(&config.common.ml)?;
         let jwt = Arc::new(JwtKeys::new(config.jwt_secret.expose().as_bytes(), config.jwt_expires_in));
         let events = EventPublisher::new(redis.clone(), config.common.progress_channel.clone());
-        Ok(Self { config: Arc::new(config), db, redis, events, storage, jwt, ml, temporal: Default::default() })
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            redis,
+            events,
+            storage,
+            jwt,
+            ml,
+            sockets: Default::default(),
+            temporal: Default::default(),
+        })
     }
 
     /// Sets a media object's `url` as it is served now (§5.3): for S3 without a public base URL
@@ -54,7 +66,9 @@ impl AppState {
 
     /// The run reconciler, for the maintenance endpoints.
     pub async fn reconciler(&self) -> anyhow::Result<Reconciler> {
-        Ok(Reconciler::new(self.db.clone(), self.temporal().await?, self.events.clone()))
+        let mut reconciler = Reconciler::new(self.db.clone(), self.temporal().await?, self.events.clone());
+        reconciler.starter = Some(drishtiksha_workflows::run_starter(self.config.common.temporal.task_queue.clone()));
+        Ok(reconciler)
     }
 
     /// The Temporal client, connected on first use so that the api starts (and answers

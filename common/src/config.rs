@@ -162,7 +162,11 @@ pub struct TemporalConfig {
     /// `http://host:port` (or `https://…`).
     pub address: Url,
     pub namespace: String,
+    /// The workflows and their short steps (`TEMPORAL_TASK_QUEUE`).
     pub task_queue: String,
+    /// The model calls (`TEMPORAL_INFERENCE_TASK_QUEUE`, default `<task queue>-inference`): served
+    /// only by inference workers, whose activity slots are their ML server's capacity.
+    pub inference_task_queue: String,
     /// `TEMPORAL_API_KEY` (Temporal Cloud); implies TLS.
     pub api_key: Option<Secret>,
     /// `TEMPORAL_TLS=true`, an `https://` address, or an API key.
@@ -202,6 +206,12 @@ pub struct MlConfig {
     pub retry_max_attempts: u32,
     pub analyze_timeout: Duration,
     pub stats_timeout: Duration,
+    /// How long an ML server that refuses connections or answers 503 (restarting, loading its
+    /// models) is waited for before a model or a discovery fails (`ML_UNAVAILABLE_WAIT`).
+    pub unavailable_wait: Duration,
+    /// Heartbeat timeout of a model call: how soon a lost inference worker is noticed
+    /// (`ML_HEARTBEAT_TIMEOUT`).
+    pub heartbeat_timeout: Duration,
 }
 
 /// Settings both binaries share.
@@ -233,6 +243,9 @@ pub struct ApiConfig {
     pub cookie_secure: bool,
     pub trust_proxy: usize,
     pub max_upload_bytes: u64,
+    /// Partial files of interrupted local uploads older than this are removed
+    /// (`STALE_UPLOAD_AGE`; an upload in progress on another api is younger).
+    pub stale_upload_age: Duration,
     pub api_rate_limit_max: u64,
     pub api_rate_limit_window: Duration,
     /// Signups (that pass validation) per IP and hour.
@@ -243,13 +256,50 @@ pub struct ApiConfig {
     pub http_body_timeout: Duration,
     /// Open connections per process.
     pub http_max_connections: usize,
+    /// Progress events of one (media, model) reach a socket at most once per this window, the
+    /// latest winning (`SOCKET_PROGRESS_WINDOW`, 150 ms; `0` relays every one).
+    pub socket_progress_window: Duration,
+    /// Packets socketioxide buffers per socket (`SOCKET_BUFFER`, 1 024); beyond it events wait in
+    /// the socket's outbox.
+    pub socket_buffer: usize,
+}
+
+/// What a worker process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerRole {
+    /// Workflows and their short steps, on `TEMPORAL_TASK_QUEUE`.
+    Orchestration,
+    /// Model calls to this process's ML server, on `TEMPORAL_INFERENCE_TASK_QUEUE`, at most
+    /// `ML_CAPACITY` at once.
+    Inference,
+    /// Both (one process for a one-machine deployment).
+    All,
+}
+
+impl WorkerRole {
+    pub fn orchestrates(self) -> bool {
+        matches!(self, Self::Orchestration | Self::All)
+    }
+
+    pub fn infers(self) -> bool {
+        matches!(self, Self::Inference | Self::All)
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub common: CommonConfig,
+    pub role: WorkerRole,
+    /// Concurrent short steps (database writes, finalization) of an orchestration worker.
     pub max_concurrent_activities: usize,
+    /// Concurrent inferences the ML server of this inference worker can run (`ML_CAPACITY`): the
+    /// inference worker's activity slots. Run one inference worker per ML server.
+    pub ml_capacity: usize,
+    /// How long in-flight model calls may finish after SIGTERM (`WORKER_SHUTDOWN_GRACE`).
+    pub shutdown_grace: Duration,
     pub reconcile_interval: Duration,
+    /// Runs updated more recently than this are left alone by the reconciler.
+    pub reconcile_stale_after: Duration,
 }
 
 /// S3 bucket naming rules (the subset every S3-compatible store accepts).
@@ -273,10 +323,17 @@ impl CommonConfig {
         let address = v.url("TEMPORAL_ADDRESS", &address_url, &["http", "https"]).map_err(|_| {
             err("TEMPORAL_ADDRESS", format!("must be host:port (e.g. localhost:7233), got {address:?}"))
         })?;
+        let task_queue = v.opt("TEMPORAL_TASK_QUEUE").unwrap_or_else(|| DEFAULT_TASK_QUEUE.to_string());
+        let inference_task_queue =
+            v.opt("TEMPORAL_INFERENCE_TASK_QUEUE").unwrap_or_else(|| format!("{task_queue}-inference"));
+        if inference_task_queue == task_queue {
+            return Err(err("TEMPORAL_INFERENCE_TASK_QUEUE", "must differ from TEMPORAL_TASK_QUEUE"));
+        }
         let temporal = TemporalConfig {
             address,
             namespace: v.opt("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".to_string()),
-            task_queue: v.opt("TEMPORAL_TASK_QUEUE").unwrap_or_else(|| DEFAULT_TASK_QUEUE.to_string()),
+            task_queue,
+            inference_task_queue,
             api_key: v.opt("TEMPORAL_API_KEY").map(Secret::new),
             tls: false,
         };
@@ -350,7 +407,12 @@ impl CommonConfig {
             retry_max_attempts: v.parse("ML_RETRY_MAX_ATTEMPTS", 3u32, "a positive integer")?,
             analyze_timeout: v.duration("ML_ANALYZE_TIMEOUT", Duration::from_secs(20 * 60))?,
             stats_timeout: v.duration("ML_STATS_TIMEOUT", Duration::from_secs(20))?,
+            unavailable_wait: v.duration("ML_UNAVAILABLE_WAIT", Duration::from_secs(30 * 60))?,
+            heartbeat_timeout: v.duration("ML_HEARTBEAT_TIMEOUT", Duration::from_secs(30))?,
         };
+        if ml.heartbeat_timeout < Duration::from_secs(2) {
+            return Err(err("ML_HEARTBEAT_TIMEOUT", "must be at least 2s"));
+        }
         if ml.retry_max_attempts == 0 {
             return Err(err("ML_RETRY_MAX_ATTEMPTS", "must be a positive integer, got \"0\""));
         }
@@ -462,6 +524,10 @@ impl ApiConfig {
         if window == 0 || api_rate_limit_max == 0 {
             return Err(err("API_RATE_LIMIT_WINDOW_S", "and API_RATE_LIMIT_MAX must be positive"));
         }
+        let socket_buffer = v.parse("SOCKET_BUFFER", 1024usize, "a number of packets (at least 16)")?;
+        if socket_buffer < 16 {
+            return Err(err("SOCKET_BUFFER", "must be at least 16 packets"));
+        }
         Ok(Self {
             common,
             port,
@@ -471,12 +537,15 @@ impl ApiConfig {
             cookie_secure,
             trust_proxy: v.parse("TRUST_PROXY", 0usize, "a number of trusted proxy hops (0, 1, 2, …)")?,
             max_upload_bytes,
+            stale_upload_age: v.duration("STALE_UPLOAD_AGE", Duration::from_secs(3600))?,
             api_rate_limit_max,
             api_rate_limit_window: Duration::from_secs(window),
             signup_rate_limit_max,
             http_header_timeout,
             http_body_timeout,
             http_max_connections,
+            socket_progress_window: v.duration("SOCKET_PROGRESS_WINDOW", Duration::from_millis(150))?,
+            socket_buffer,
         })
     }
 }
@@ -488,10 +557,27 @@ impl WorkerConfig {
 
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let v = Vars(src);
+        let role = match v.opt("WORKER_ROLE").as_deref() {
+            None | Some("all") => WorkerRole::All,
+            Some("orchestration") => WorkerRole::Orchestration,
+            Some("inference") => WorkerRole::Inference,
+            Some(other) => {
+                return Err(err("WORKER_ROLE", format!("must be all, orchestration or inference, got {other:?}")));
+            }
+        };
+        let max_concurrent_activities = v.parse("WORKER_MAX_CONCURRENT_ACTIVITIES", 100usize, "a positive integer")?;
+        let ml_capacity = v.parse("ML_CAPACITY", 1usize, "a positive number of concurrent inferences")?;
+        if ml_capacity == 0 || max_concurrent_activities == 0 {
+            return Err(err("ML_CAPACITY", "and WORKER_MAX_CONCURRENT_ACTIVITIES must be positive"));
+        }
         Ok(Self {
             common: CommonConfig::from_source(src)?,
-            max_concurrent_activities: v.parse("WORKER_MAX_CONCURRENT_ACTIVITIES", 100usize, "a positive integer")?,
+            role,
+            max_concurrent_activities,
+            ml_capacity,
+            shutdown_grace: v.duration("WORKER_SHUTDOWN_GRACE", Duration::from_secs(60))?,
             reconcile_interval: v.duration("RECONCILE_INTERVAL", Duration::from_secs(60))?,
+            reconcile_stale_after: v.duration("RECONCILE_STALE_AFTER", Duration::from_secs(60))?,
         })
     }
 }
@@ -568,6 +654,17 @@ mod tests {
         let e = ApiConfig::from_source(&with("JWT_SECRET", Some("0123456789"))).expect_err("must fail");
         assert_eq!(e.var, "JWT_SECRET");
         assert!(!e.to_string().contains("0123456789"));
+    }
+
+    #[test]
+    fn socket_delivery_settings_default_and_parse() {
+        let c = ApiConfig::from_source(&base()).expect("valid");
+        assert_eq!(c.socket_progress_window, Duration::from_millis(150));
+        assert_eq!(c.socket_buffer, 1024);
+        let c = ApiConfig::from_source(&with("SOCKET_PROGRESS_WINDOW", Some("0"))).expect("valid");
+        assert_eq!(c.socket_progress_window, Duration::ZERO);
+        let e = ApiConfig::from_source(&with("SOCKET_BUFFER", Some("8"))).expect_err("must fail");
+        assert_eq!(e.var, "SOCKET_BUFFER");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The progress channel (`api.md` §7.1): plain Redis PUBLISH of JSON messages.
 //!
-//! Publishing is best-effort: a failure is logged and never fails the caller. Messages are
-//! published only after the database commit they describe.
+//! Publishing is best-effort and never delays the caller: a failure is counted and logged. Messages
+//! are queued only after the database commit they describe.
+
+use std::sync::{Arc, OnceLock};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::redis_conn::RedisHandle;
@@ -39,25 +42,40 @@ impl ProgressMessage {
     }
 }
 
+/// Messages waiting to be published, per process; beyond this, new messages are dropped (and
+/// counted) while Redis is away.
+pub const PUBLISH_BUFFER: usize = 4096;
+
 /// Publishes to the progress channel over a lazily created, self-reconnecting connection.
+///
+/// Fire-and-forget: [`EventPublisher::publish`] queues the message in a bounded buffer and returns
+/// at once; one background task per publisher publishes in order. A Redis outage therefore costs
+/// events (counted in `drishtiksha_progress_events_dropped_total`), never a caller's latency.
 #[derive(Clone)]
 pub struct EventPublisher {
     redis: RedisHandle,
     channel: String,
+    queue: Arc<OnceLock<mpsc::Sender<ProgressMessage>>>,
 }
 
 impl EventPublisher {
     pub fn new(redis: RedisHandle, channel: impl Into<String>) -> Self {
-        Self { redis, channel: channel.into() }
+        Self { redis, channel: channel.into(), queue: Arc::default() }
     }
 
     pub fn channel(&self) -> &str {
         &self.channel
     }
 
+    /// Queues a message (the drain task starts on the first call, on the caller's runtime).
     pub async fn publish(&self, msg: &ProgressMessage) {
-        if let Err(e) = self.try_publish(msg).await {
-            tracing::warn!(event = %msg.event, media.id = %msg.media_id, error = %e, "progress event not published");
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(PUBLISH_BUFFER);
+            tokio::spawn(drain(self.redis.clone(), self.channel.clone(), rx));
+            tx
+        });
+        if queue.try_send(msg.clone()).is_err() {
+            crate::metrics::PROGRESS_EVENTS_DROPPED.inc();
         }
     }
 
@@ -66,13 +84,36 @@ impl EventPublisher {
             self.publish(m).await;
         }
     }
+}
 
-    async fn try_publish(&self, msg: &ProgressMessage) -> anyhow::Result<()> {
-        let payload = serde_json::to_string(msg)?;
-        let mut conn = self.redis.conn().await?;
-        let _: i64 = redis::cmd("PUBLISH").arg(&self.channel).arg(payload).query_async(&mut conn).await?;
-        Ok(())
+/// Publishes queued messages in order; a failed publish is dropped and counted, with one warning
+/// per outage rather than one per message.
+async fn drain(redis: RedisHandle, channel: String, mut rx: mpsc::Receiver<ProgressMessage>) {
+    let mut failing = false;
+    while let Some(msg) = rx.recv().await {
+        match try_publish(&redis, &channel, &msg).await {
+            Ok(()) => {
+                if failing {
+                    tracing::info!("progress events are published again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                crate::metrics::PROGRESS_EVENTS_DROPPED.inc();
+                if !failing {
+                    tracing::warn!(event = %msg.event, media.id = %msg.media_id, error = %e, "progress events not published");
+                }
+                failing = true;
+            }
+        }
     }
+}
+
+async fn try_publish(redis: &RedisHandle, channel: &str, msg: &ProgressMessage) -> anyhow::Result<()> {
+    let payload = serde_json::to_string(msg)?;
+    let mut conn = redis.conn().await?;
+    let _: i64 = redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut conn).await?;
+    Ok(())
 }
 
 /// The run-level event of api.md §7.2 (ANALYSIS_COMPLETE / ANALYSIS_FAILED / ANALYSIS_CANCELLED with finalStatus…).

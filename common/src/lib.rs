@@ -6,6 +6,8 @@ pub mod db;
 pub mod events;
 pub mod metrics;
 pub mod model;
+pub mod patience;
+pub mod payload;
 pub mod reconcile;
 pub mod redis_conn;
 pub mod storage;

@@ -73,6 +73,31 @@ pub static SOCKET_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
 pub static EVENTS_RELAYED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec("drishtiksha_events_relayed_total", "Socket.IO events emitted by the progress relay", &["event"])
 });
+/// Progress messages replaced by a newer one of the same media and model before reaching a socket
+/// (label: the channel message's `event`, e.g. `FRAME_ANALYSIS_PROGRESS`).
+pub static SOCKET_EVENTS_COALESCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "drishtiksha_socket_events_coalesced_total",
+        "Progress messages superseded by a newer one for the same media and model before delivery",
+        &["event"],
+    )
+});
+/// Messages the relay chose not to deliver to a connected socket. Only progress messages can be
+/// dropped (a socket tracking too many distinct media/model pairs at once); never an outcome.
+pub static SOCKET_EVENTS_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "drishtiksha_socket_events_dropped_total",
+        "Progress messages not delivered to a connected socket by the relay's policy",
+        &["event"],
+    )
+});
+/// Sockets closed because they fell too far behind (the client reconnects and refetches).
+pub static SOCKET_OVERFLOW_DISCONNECTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "drishtiksha_socket_overflow_disconnects_total",
+        "Sockets disconnected because their backlog of undelivered events exceeded the bound",
+    )
+});
 
 /// The registry in the text exposition format.
 pub fn render() -> String {
@@ -101,6 +126,49 @@ pub fn method_label(method: &str) -> &'static str {
         _ => "OTHER",
     }
 }
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
+    let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    REGISTRY.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+/// Wait before a model call started: time its task spent in the inference queue's backlog.
+const WAIT_BUCKETS: [f64; 14] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
+pub static PROGRESS_EVENTS_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "drishtiksha_progress_events_dropped_total",
+        "Progress events not published (Redis away or the publish buffer full)",
+    )
+});
+pub static INFERENCE_IN_FLIGHT: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec("drishtiksha_inference_in_flight", "Model calls in flight to an ML server", &["server"])
+});
+pub static INFERENCE_CAPACITY: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec("drishtiksha_inference_capacity", "Configured concurrent inferences of an ML server", &["server"])
+});
+pub static INFERENCE_QUEUE_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "drishtiksha_inference_queue_wait_seconds",
+        "Time a model call waited for inference capacity before it started",
+        &["server"],
+        WAIT_BUCKETS.to_vec(),
+    )
+});
+pub static INFERENCE_BACKLOG: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "drishtiksha_inference_backlog",
+        "Model calls waiting in the inference task queue (Temporal's approximate backlog)",
+        &["task_queue"],
+    )
+});
+pub static ML_ANSWERS_REUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "drishtiksha_ml_answers_reused_total",
+        "Model calls answered from a stored ML answer instead of calling the ML server again",
+    )
+});
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,10 @@
 //! endpoints. Safe in several processes at once: a pass holds a transaction-scoped advisory lock
 //! (others skip), and finalization itself only ever moves a non-terminal run.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use serde::Serialize;
 use sqlx::PgPool;
@@ -12,9 +15,9 @@ use temporalio_client::errors::WorkflowInteractionError;
 use temporalio_client::{Client, UntypedWorkflow, WorkflowDescribeOptions, WorkflowExecutionStatus};
 use uuid::Uuid;
 
-use crate::RunStatus;
 use crate::db::runs::{self, Finalization};
 use crate::events::{self, EventPublisher};
+use crate::{MediaType, RunStatus};
 
 pub const MSG_NOT_STARTED: &str = "Analysis workflow could not be started";
 pub const MSG_FAILED: &str = "Analysis workflow failed";
@@ -25,11 +28,28 @@ pub const MSG_ENDED: &str = "Analysis workflow ended unexpectedly";
 /// Advisory-lock key of a reconciler pass ("DRKRECON").
 const PASS_LOCK: i64 = 0x4452_4b52_4543_4f4e;
 
+/// A QUEUED run whose workflow was never started (Temporal was away when it was created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunToStart {
+    pub run_id: Uuid,
+    pub media_id: Uuid,
+    pub user_id: Uuid,
+    pub media_type: MediaType,
+    pub run_number: i32,
+    pub filename: String,
+    pub workflow_id: String,
+}
+
+/// Starts a run's workflow (idempotently: same workflow id; an existing one counts as started).
+pub type RunStarter = Arc<dyn Fn(Client, RunToStart) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Reconciler {
     db: PgPool,
     temporal: Client,
     events: EventPublisher,
+    /// Starts QUEUED runs that have no workflow; without one they are finalized as not started.
+    pub starter: Option<RunStarter>,
     /// Runs updated more recently than this are left alone (they are moving).
     pub stale_after: Duration,
     /// A run without a workflow is only finalized once it is this old (its start may be in flight).
@@ -40,6 +60,9 @@ pub struct Reconciler {
 pub struct PassReport {
     pub checked: usize,
     pub finalized: usize,
+    /// QUEUED runs whose workflow was started by this pass.
+    #[serde(default)]
+    pub started: usize,
 }
 
 /// What the workflow of a run says about it.
@@ -72,11 +95,27 @@ struct Candidate {
     id: Uuid,
     workflow_id: String,
     age: Duration,
+    queued: bool,
+}
+
+/// What one reconciliation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    Nothing,
+    Finalized,
+    Started,
 }
 
 impl Reconciler {
     pub fn new(db: PgPool, temporal: Client, events: EventPublisher) -> Self {
-        Self { db, temporal, events, stale_after: Duration::from_secs(60), missing_grace: Duration::from_secs(120) }
+        Self {
+            db,
+            temporal,
+            events,
+            starter: None,
+            stale_after: Duration::from_secs(60),
+            missing_grace: Duration::from_secs(120),
+        }
     }
 
     pub async fn describe(&self, workflow_id: &str) -> anyhow::Result<WorkflowState> {
@@ -102,7 +141,8 @@ impl Reconciler {
         }
         let stale = self.stale_after.as_secs_f64();
         let candidates: Vec<Candidate> = sqlx::query!(
-            r#"SELECT id, workflow_id, EXTRACT(EPOCH FROM now() - created_at)::float8 AS "age!"
+            r#"SELECT id, workflow_id, EXTRACT(EPOCH FROM now() - created_at)::float8 AS "age!",
+                      status = 'QUEUED' AS "queued!"
                FROM analysis_runs
                WHERE status IN ('QUEUED', 'PROCESSING', 'PARTIALLY_ANALYZED')
                  AND updated_at <= now() - make_interval(secs => $1)
@@ -113,29 +153,93 @@ impl Reconciler {
         .fetch_all(&self.db)
         .await?
         .into_iter()
-        .map(|r| Candidate { id: r.id, workflow_id: r.workflow_id, age: Duration::from_secs_f64(r.age.max(0.0)) })
+        .map(|r| Candidate {
+            id: r.id,
+            workflow_id: r.workflow_id,
+            age: Duration::from_secs_f64(r.age.max(0.0)),
+            queued: r.queued,
+        })
         .collect();
 
-        let mut report = PassReport { checked: candidates.len(), finalized: 0 };
+        let mut report = PassReport { checked: candidates.len(), finalized: 0, started: 0 };
         for c in candidates {
-            match self.reconcile_one(c.id, &c.workflow_id, c.age).await {
-                Ok(true) => report.finalized += 1,
-                Ok(false) => {}
+            match self.reconcile(c.id, &c.workflow_id, c.age, c.queued).await {
+                Ok(Reconciled::Finalized) => report.finalized += 1,
+                Ok(Reconciled::Started) => report.started += 1,
+                Ok(Reconciled::Nothing) => {}
                 Err(e) => {
                     tracing::warn!(run.id = %c.id, workflow_id = %c.workflow_id, error = %format!("{e:#}"), "run not reconciled")
                 }
             }
         }
         lock.commit().await?;
-        if report.finalized > 0 {
-            tracing::info!(checked = report.checked, finalized = report.finalized, "reconciler pass");
+        if report.finalized > 0 || report.started > 0 {
+            tracing::info!(
+                checked = report.checked,
+                finalized = report.finalized,
+                started = report.started,
+                "reconciler pass"
+            );
         }
         Ok(report)
     }
 
     /// Applies the table to one run; true when this call finalized it.
     pub async fn reconcile_one(&self, run_id: Uuid, workflow_id: &str, age: Duration) -> anyhow::Result<bool> {
+        Ok(self.reconcile(run_id, workflow_id, age, false).await? == Reconciled::Finalized)
+    }
+
+    /// Applies the table to one run; a QUEUED run without a workflow is started when a starter is
+    /// set (durable intake: uploads accepted while Temporal was away).
+    pub async fn reconcile(
+        &self,
+        run_id: Uuid,
+        workflow_id: &str,
+        age: Duration,
+        queued: bool,
+    ) -> anyhow::Result<Reconciled> {
         let state = self.describe(workflow_id).await?;
+        if let (WorkflowState::Missing, true, Some(starter)) = (state, queued, self.starter.as_ref()) {
+            let Some(run) = self.run_to_start(run_id).await? else { return Ok(Reconciled::Nothing) };
+            starter(self.temporal.clone(), run).await?;
+            tracing::info!(run.id = %run_id, workflow_id, "queued run started by the reconciler");
+            return Ok(Reconciled::Started);
+        }
+        if self.finalize_by_table(run_id, workflow_id, state, age).await? {
+            Ok(Reconciled::Finalized)
+        } else {
+            Ok(Reconciled::Nothing)
+        }
+    }
+
+    async fn run_to_start(&self, run_id: Uuid) -> anyhow::Result<Option<RunToStart>> {
+        let row = sqlx::query!(
+            r#"SELECT r.id, r.media_id, m.user_id, m.media_type AS "media_type: MediaType", r.run_number, m.filename,
+                      r.workflow_id
+               FROM analysis_runs r JOIN media m ON m.id = r.media_id
+               WHERE r.id = $1 AND r.status = 'QUEUED'"#,
+            run_id
+        )
+        .fetch_optional(&self.db)
+        .await?;
+        Ok(row.map(|r| RunToStart {
+            run_id: r.id,
+            media_id: r.media_id,
+            user_id: r.user_id,
+            media_type: r.media_type,
+            run_number: r.run_number,
+            filename: r.filename,
+            workflow_id: r.workflow_id,
+        }))
+    }
+
+    async fn finalize_by_table(
+        &self,
+        run_id: Uuid,
+        workflow_id: &str,
+        state: WorkflowState,
+        age: Duration,
+    ) -> anyhow::Result<bool> {
         let Some(how) = action_for(state, age, self.missing_grace) else { return Ok(false) };
         let Some(finalized) = runs::finalize(&self.db, run_id, how).await? else { return Ok(false) };
         crate::metrics::RUNS_FINISHED.with_label_values(&[finalized.status.as_str()]).inc();

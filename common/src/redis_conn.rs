@@ -31,7 +31,9 @@ impl RedisHandle {
                 let cfg = ConnectionManagerConfig::new()
                     .set_connection_timeout(Duration::from_secs(1))
                     .set_response_timeout(Duration::from_secs(1))
-                    .set_number_of_retries(1)
+                    // A Redis that refuses connections fails the command at once (callers fail
+                    // open or drop an event) instead of holding a request for the backoff.
+                    .set_number_of_retries(0)
                     .set_max_delay(500);
                 ConnectionManager::new_with_config(self.client.clone(), cfg).await
             })

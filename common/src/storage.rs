@@ -66,6 +66,16 @@ impl Storage {
         }
     }
 
+    /// Deletes every object under the folder `prefix` (e.g. `results/<runId>`); returns how many.
+    /// A missing folder is not an error.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
+        let prefix = validate_key(prefix.trim_end_matches('/'))?;
+        match self {
+            Self::Local(l) => l.delete_dir(prefix).await,
+            Self::S3(s) => s.delete_prefix(prefix).await,
+        }
+    }
+
     pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
         match self.size(key).await {
             Ok(_) => Ok(true),
@@ -131,6 +141,32 @@ impl Storage {
         }
     }
 
+    /// Writes a whole object from memory (stored ML answers); nothing is visible until it is
+    /// complete.
+    pub async fn put(&self, key: &str, content_type: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut upload = self.begin_upload(key, content_type).await?;
+        for chunk in bytes.chunks(1024 * 1024) {
+            if let Err(e) = upload.write(chunk).await {
+                upload.abort().await;
+                return Err(e);
+            }
+        }
+        upload.finish().await.map(|_| ())
+    }
+
+    /// Reads a whole object of at most `limit` bytes.
+    pub async fn read_all(&self, key: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
+        let (len, mut stream) = self.open(key).await?;
+        if len > limit {
+            return Err(StorageError::Remote(format!("object of {len} bytes is over the {limit}-byte limit")));
+        }
+        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        Ok(buf)
+    }
+
     /// Whether the store answers: the root directory exists, or the bucket can be reached.
     pub async fn check(&self) -> Result<(), StorageError> {
         match self {
@@ -185,6 +221,33 @@ impl LocalStorage {
         Ok(self.root.join(validate_key(key)?))
     }
 
+    /// Removes the partial files of uploads interrupted by a crash (`.<name>.<id>.part`) older
+    /// than `older_than`; returns how many were removed.
+    pub async fn sweep_partials(&self, older_than: Duration) -> std::io::Result<usize> {
+        let mut removed = 0;
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let meta = entry.metadata().await?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if meta.is_dir() {
+                    dirs.push(entry.path());
+                } else if meta.is_file() && name.starts_with('.') && name.ends_with(".part") {
+                    let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+                    if age >= older_than && tokio::fs::remove_file(entry.path()).await.is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     async fn begin_upload(&self, key: &str) -> Result<Upload, StorageError> {
         let final_path = self.path_of(key)?;
         if let Some(parent) = final_path.parent() {
@@ -197,6 +260,31 @@ impl LocalStorage {
         ));
         let file = File::create(&tmp_path).await?;
         Ok(Upload { inner: UploadInner::Local(LocalUpload { file: Some(file), tmp_path, final_path, written: 0 }) })
+    }
+
+    async fn delete_dir(&self, prefix: &str) -> Result<usize, StorageError> {
+        let dir = self.path_of(prefix)?;
+        let mut count = 0;
+        let mut dirs = vec![dir.clone()];
+        while let Some(d) = dirs.pop() {
+            let mut entries = match tokio::fs::read_dir(&d).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                if entry.file_type().await?.is_dir() {
+                    dirs.push(entry.path());
+                } else {
+                    count += 1;
+                }
+            }
+        }
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(count),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -52,6 +52,28 @@ pub async fn ping(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Temporal's approximate backlog of activity tasks on a task queue (the model calls waiting for
+/// inference capacity, on the inference task queue).
+pub async fn activity_backlog(client: &Client, namespace: &str, task_queue: &str) -> anyhow::Result<i64> {
+    use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
+    use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
+    let request = DescribeTaskQueueRequest {
+        namespace: namespace.to_string(),
+        task_queue: Some(TaskQueue { name: task_queue.to_string(), ..Default::default() }),
+        task_queue_type: TaskQueueType::Activity as i32,
+        report_stats: true,
+        ..Default::default()
+    };
+    let response = client
+        .connection()
+        .workflow_service()
+        .describe_task_queue(temporalio_client::tonic::Request::new(request))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot describe task queue {task_queue}: {}", e.message()))?;
+    Ok(response.into_inner().stats.map(|s| s.approximate_backlog_count).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -208,6 +208,58 @@ async fn s3_storage_passes_the_suite() {
 }
 
 #[tokio::test]
+async fn a_bucket_created_at_start_up_aborts_interrupted_multipart_uploads_after_a_day() {
+    let server = S3Server::start().expect("s3 server");
+    let bucket = unique_bucket();
+    let storage = Storage::from_config(&StorageConfig::S3(Box::new(s3_config(&server, &bucket, None))))
+        .await
+        .expect("s3 storage creates its bucket");
+    let Storage::S3(s3) = &storage else { panic!("s3 expected") };
+    let lifecycle = s3
+        .client()
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("the bucket has a lifecycle configuration");
+    let days: Vec<Option<i32>> = lifecycle
+        .rules()
+        .iter()
+        .filter(|r| r.status() == &aws_sdk_s3::types::ExpirationStatus::Enabled)
+        .map(|r| r.abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()))
+        .collect();
+    assert_eq!(days, [Some(1)]);
+}
+
+#[tokio::test]
+async fn local_storage_sweeps_partial_files_of_interrupted_uploads() {
+    let dir = std::env::temp_dir().join(format!("drishtiksha-storage-test-{}", uuid::Uuid::new_v4().simple()));
+    let storage = Storage::from_config(&StorageConfig::Local { root: dir.clone() }).await.expect("local storage");
+    let Storage::Local(local) = &storage else { panic!("local expected") };
+    // An interrupted upload (its partial file stays), a finished one, and an unrelated dot-file.
+    let upload = storage.begin_upload("videos/cut.mp4", "video/mp4").await.expect("upload");
+    std::mem::forget(upload);
+    write_all(&storage, "videos/whole.mp4", b"whole", 5).await;
+    std::fs::write(dir.join("videos/.keep"), b"").expect("dot-file");
+    let partials = || {
+        std::fs::read_dir(dir.join("videos"))
+            .expect("dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            .count()
+    };
+    assert_eq!(partials(), 1);
+    // Younger than the bound: kept (it may be an upload in progress on another api).
+    assert_eq!(local.sweep_partials(Duration::from_secs(3600)).await.expect("sweep"), 0);
+    assert_eq!(partials(), 1);
+    assert_eq!(local.sweep_partials(Duration::ZERO).await.expect("sweep"), 1);
+    assert_eq!(partials(), 0);
+    assert_eq!(read_all(&storage, "videos/whole.mp4").await, b"whole");
+    assert!(dir.join("videos/.keep").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn s3_public_base_url_replaces_presigning_and_existing_buckets_are_reused() {
     let server = S3Server::start().expect("s3 server");
     let bucket = unique_bucket();

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::time::Instant;
@@ -17,7 +17,8 @@ use crate::catalogue::{Catalogue, MediaType, ModelEntry};
 use crate::conn::ConnKill;
 use crate::error::ApiError;
 use crate::failure::{self, FailureMode};
-use crate::simulate::{self, Event, round4};
+use crate::gpu::OverCapacity;
+use crate::simulate::{self, Event, Outputs, SIMULATED_NOTE, round4};
 use crate::state::{AppState, Failure, LogEntry};
 use crate::upload::{self, MediaField, MediaUpload};
 use crate::{CorrelationId, timestamp};
@@ -63,6 +64,7 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 }
 
 /// Where a call's progress events go, and the §9.6 rule for whether one is sent.
+#[derive(Clone, Copy)]
 struct Progress<'a> {
     state: &'a AppState,
     media_id: Option<&'a str>,
@@ -174,14 +176,20 @@ pub async fn analyze(
 
     match state.decide_failure(&upload, model) {
         None => {
-            entry.status = Some(200);
-            entry.outcome = "ok".into();
-            let seq = state.log(entry);
-            let mut guard = CancelGuard { state: &state, seq, armed: true };
-            let response = succeed(&state, &progress, model, media, &upload).await;
-            guard.armed = false;
-            response
+            let call = Inference { primary: model, used: model, media, upload: &upload, correlation_id: correlation.0 };
+            infer(&state, &progress, call, entry).await
         }
+        Some(Failure { mode: FailureMode::Fallback, outcome }) => match catalogue.fallback_for(&model.name, media) {
+            Some(used) => {
+                let call = Inference { primary: model, used, media, upload: &upload, correlation_id: correlation.0 };
+                infer(&state, &progress, call, entry).await
+            }
+            // Nothing to fall back to: the real server's "fallbacks exhausted".
+            None => {
+                let call = FailedCall { model, media, upload: &upload, correlation_id: correlation.0, kill };
+                fail(&state, &progress, call, Failure { mode: FailureMode::Inference, outcome }, entry).await
+            }
+        },
         Some(failure) => {
             let call = FailedCall { model, media, upload: &upload, correlation_id: correlation.0, kill };
             fail(&state, &progress, call, failure, entry).await
@@ -189,39 +197,113 @@ pub async fn analyze(
     }
 }
 
-async fn succeed(
-    state: &AppState,
-    progress: &Progress<'_>,
-    model: &ModelEntry,
+/// How long an over-capacity call runs before failing: the real server fails only once the
+/// model tries to allocate on the full GPU.
+const OUT_OF_MEMORY_DELAY: Duration = Duration::from_millis(50);
+
+/// Heatmaps with more cells than this are written on a blocking thread.
+const BLOCKING_BODY_CELLS: u64 = 64 * 1024;
+
+/// A call that runs a simulated inference: `used` is `primary`, or the model a server-side
+/// fallback (§6) turned to.
+struct Inference<'a> {
+    primary: &'a ModelEntry,
+    used: &'a ModelEntry,
     media: MediaType,
-    upload: &MediaUpload,
-) -> Response {
+    upload: &'a MediaUpload,
+    correlation_id: String,
+}
+
+/// Runs the simulated inference in a slot of the simulated GPU (§9.5): events and latency only
+/// once the call holds its slot; a disconnect, queued or running, frees it.
+async fn infer(state: &AppState, progress: &Progress<'_>, call: Inference<'_>, mut entry: LogEntry) -> Response {
+    let Inference { primary, used, media, upload, correlation_id } = call;
+    let ready = state.gpu.try_acquire();
+    if ready.is_err() && state.gpu.over_capacity() == OverCapacity::Fail {
+        return refuse_for_capacity(state, correlation_id, entry).await;
+    }
+    let fallback = used.name != primary.name;
+    entry.status = Some(200);
+    entry.outcome = if fallback { FailureMode::Fallback.to_string() } else { "ok".into() };
+    entry.model_used = Some(used.name.clone());
+    let seq = state.log(entry);
+    let mut guard = CancelGuard { state, seq, armed: true };
+    let slot = match ready {
+        Ok(slot) => slot,
+        Err(_) => state.gpu.acquire().await,
+    };
+
     let start = Instant::now();
-    let latency = model.latency.mul_f64(state.config.latency_scale);
-    let verdict = failure::verdict_for(&upload.markers, &model.name);
-    let mut sim = simulate::simulate(&upload.sha256, model, media, verdict, &upload.head);
-    let events = simulate::schedule(model.profile, &model.name, &sim);
-    progress.run(&events, events.len(), latency, start).await;
+    if fallback && let Some(event) = simulate::failure_event(primary.profile, &primary_error(primary)) {
+        progress.send(&event, 0.0);
+    }
+    // A fallback model publishes under its own name (§8).
+    let used_progress = Progress { model: &used.name, ..*progress };
+    let latency = used.latency.mul_f64(state.config.latency_scale);
+    let verdict = failure::verdict_for(&upload.markers, &used.name);
+    let outputs = Outputs {
+        full_heatmap: state.config.full_heatmaps || used.full_heatmap,
+        per_frame_predictions: state.config.per_frame_predictions,
+    };
+    let mut sim = simulate::simulate(&upload.sha256, used, media, verdict, &upload.head, outputs);
+    if fallback {
+        let note =
+            format!("Primary model '{}' failed. Used fallback model '{}'. | {SIMULATED_NOTE}", primary.name, used.name);
+        sim.data.insert("note".into(), json!(note));
+    }
+    let events = simulate::schedule(used.profile, &used.name, &sim);
+    used_progress.run(&events, events.len(), latency, start).await;
     if start.elapsed() < latency {
         tokio::time::sleep_until(start + latency).await;
     }
     let processing_time = round4(start.elapsed().as_secs_f64());
     sim.data.insert("processing_time".into(), json!(processing_time));
-    state.count_inference(&model.name);
+    state.count_inference(&used.name);
+    slot.complete();
+    guard.armed = false;
     tracing::info!(
-        model = %model.name,
+        model = %primary.name,
+        model_used = %used.name,
         prediction = sim.prediction,
         confidence = sim.confidence,
         size = upload.size,
         "analyze ok (simulated)"
     );
-    Json(json!({
-        "success": true,
-        "model_used": model.name,
-        "timestamp": timestamp(),
-        "data": sim.data,
-    }))
-    .into_response()
+    let cells = sim.heatmap.as_ref().map_or(0, |h| u64::from(h.width()) * u64::from(h.height()));
+    let (model_used, at) = (used.name.clone(), timestamp());
+    let body = if cells > BLOCKING_BODY_CELLS {
+        match tokio::task::spawn_blocking(move || sim.success_body(&model_used, &at)).await {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the result body");
+                return ApiError::Internal { correlation_id }.into_response();
+            }
+        }
+    } else {
+        sim.success_body(&model_used, &at)
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn primary_error(model: &ModelEntry) -> String {
+    format!("simulated inference failure in model '{}'", model.name)
+}
+
+/// Fails a call that found every slot taken, as a CUDA out-of-memory error does on the real
+/// server: a 500 Inference Error after a short delay, without progress events.
+async fn refuse_for_capacity(state: &AppState, correlation_id: String, mut entry: LogEntry) -> Response {
+    state.gpu.refuse();
+    let capacity = state.gpu.capacity().unwrap_or_default();
+    tracing::info!(model = ?entry.model, capacity, "analyze refused: simulated GPU out of memory");
+    entry.status = Some(500);
+    entry.outcome = "over-capacity".into();
+    state.log(entry);
+    tokio::time::sleep(OUT_OF_MEMORY_DELAY).await;
+    let oom = format!(
+        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 is running {capacity} of {capacity} simulated \
+         concurrent inferences (ML stand-in capacity)."
+    );
+    ApiError::Inference { primary: oom.clone(), fallback: oom, correlation_id }.into_response()
 }
 
 /// What a failing call needs besides the shared state.
@@ -257,8 +339,8 @@ async fn fail(
             error_event("simulated internal server error");
             ApiError::Internal { correlation_id }
         }
-        FailureMode::Inference => {
-            let primary = format!("simulated inference failure in model '{}'", model.name);
+        FailureMode::Inference | FailureMode::Fallback => {
+            let primary = primary_error(model);
             error_event(&primary);
             ApiError::Inference { primary, fallback: "No fallback models available".into(), correlation_id }
         }
@@ -269,7 +351,7 @@ async fn fail(
             let start = Instant::now();
             let latency = model.latency.mul_f64(state.config.latency_scale);
             let verdict = failure::verdict_for(&upload.markers, &model.name);
-            let sim = simulate::simulate(&upload.sha256, model, media, verdict, &upload.head);
+            let sim = simulate::simulate(&upload.sha256, model, media, verdict, &upload.head, Outputs::default());
             let events = simulate::schedule(model.profile, &model.name, &sim);
             progress.run(&events, events.len() / 2, latency, start).await;
             return std::future::pending().await;

@@ -82,6 +82,8 @@ pub struct ModelEntry {
     pub latency: Duration,
     pub fail: Option<FailureMode>,
     pub fail_rate: f64,
+    /// `image-heatmap` results carry a heatmap at the image's full resolution, not 8 × 8.
+    pub full_heatmap: bool,
 }
 
 /// The media types of the contract.
@@ -171,6 +173,8 @@ struct RawEntry {
     latency_ms: Option<u64>,
     fail: Option<String>,
     fail_rate: Option<f64>,
+    #[serde(default)]
+    full_heatmap: bool,
 }
 
 fn default_loaded() -> bool {
@@ -210,6 +214,7 @@ impl Catalogue {
             latency: Duration::from_millis(Profile::default_latency_ms(profile)),
             fail: None,
             fail_rate: 0.0,
+            full_heatmap: false,
         };
         Self {
             models: vec![
@@ -330,6 +335,7 @@ impl Catalogue {
                 latency: Duration::from_millis(r.latency_ms.unwrap_or_else(|| r.profile.default_latency_ms())),
                 fail,
                 fail_rate,
+                full_heatmap: r.full_heatmap,
             });
         }
         Ok(Self { models })
@@ -348,6 +354,16 @@ impl Catalogue {
     /// The loaded model called exactly `name`.
     pub fn loaded(&self, name: &str) -> Option<&ModelEntry> {
         self.models.iter().find(|m| m.loaded && m.name == name)
+    }
+
+    /// The model a server-side fallback from `primary` uses: the next loaded model after it in
+    /// catalogue order that supports `media` (wrapping around), else the first other loaded
+    /// model; `None` when no other model is loaded.
+    pub fn fallback_for(&self, primary: &str, media: MediaType) -> Option<&ModelEntry> {
+        let start = self.models.iter().position(|m| m.name == primary).map_or(0, |i| i + 1);
+        let n = self.models.len();
+        let others = || (0..n).map(|k| &self.models[(start + k) % n]).filter(|m| m.loaded && m.name != primary);
+        others().find(|m| m.supports(media)).or_else(|| others().next())
     }
 
     /// Server-side auto-selection (§5): loaded models whose only flag is `media`, else any loaded
@@ -392,7 +408,7 @@ mod tests {
     fn json_and_toml_catalogues_parse_to_the_same_entries() {
         let json = r#"{"models":[{"name":"A","profile":"siglip","isVideo":true,"latency_ms":10,
             "fail":"429"},{"name":"B","profile":"image-heatmap","isImage":true,"loaded":false,
-            "fail_rate":0.25,"description":"[simulated] b"}]}"#;
+            "fail_rate":0.25,"description":"[simulated] b","full_heatmap":true}]}"#;
         let toml = r#"
             [[models]]
             name = "A"
@@ -408,6 +424,7 @@ mod tests {
             loaded = false
             fail_rate = 0.25
             description = "[simulated] b"
+            full_heatmap = true
         "#;
         let a = Catalogue::parse(json, Format::Detect).expect("json");
         let b = Catalogue::parse(toml, Format::Detect).expect("toml");
@@ -415,6 +432,7 @@ mod tests {
         assert_eq!(a.models()[0].fail, Some(FailureMode::RateLimited));
         assert_eq!(a.models()[0].description, "[simulated] Simulated A");
         assert!(!a.models()[1].loaded);
+        assert!(a.models()[1].full_heatmap && !a.models()[0].full_heatmap);
         let bare = Catalogue::parse(r#"[{"name":"A","profile":"lipfd"}]"#, Format::Json);
         assert_eq!(bare.expect("array form").models()[0].latency, Duration::from_millis(4000));
     }
@@ -431,6 +449,27 @@ mod tests {
         ] {
             assert!(Catalogue::parse(bad, Format::Json).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn fallbacks_take_the_next_loaded_model_for_the_media_type_wrapping_around() {
+        let c = Catalogue::parse(
+            r#"[{"name":"V1","profile":"siglip","isVideo":true},
+                {"name":"A","profile":"scattering","isAudio":true},
+                {"name":"V2","profile":"efficientnet","isVideo":true,"loaded":false},
+                {"name":"V3","profile":"colorcues","isVideo":true},
+                {"name":"I","profile":"image-heatmap","isImage":true}]"#,
+            Format::Json,
+        )
+        .expect("catalogue");
+        let fallback = |primary, media| c.fallback_for(primary, media).map(|m| m.name.as_str());
+        assert_eq!(fallback("V1", MediaType::Video), Some("V3"));
+        assert_eq!(fallback("V3", MediaType::Video), Some("V1"));
+        // No other image model: the first other loaded model after it.
+        assert_eq!(fallback("I", MediaType::Image), Some("V1"));
+        assert_eq!(fallback("A", MediaType::Audio), Some("V3"));
+        let single = Catalogue::parse(r#"[{"name":"X","profile":"siglip","isVideo":true}]"#, Format::Json);
+        assert!(single.expect("catalogue").fallback_for("X", MediaType::Video).is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::catalogue::Catalogue;
 use crate::failure::{FailureMode, parse_mode_list};
+use crate::gpu::OverCapacity;
 
 /// Help text printed by `--help`.
 pub const USAGE: &str = "\
@@ -23,10 +24,15 @@ Usage: ml-standin [--flag value | --flag=value]...
   --fail-modes <list>         STANDIN_FAIL_MODES            modes drawn for random failures (default 500)
   --seed <n>                  STANDIN_SEED                  seed of the random-failure generator (default 0)
   --strict-extensions <bool>  STANDIN_STRICT_EXTENSIONS     only always-known extensions (default true)
+  --capacity <n>              STANDIN_CAPACITY              concurrent inferences of the simulated GPU (default unlimited)
+  --over-capacity <how>       STANDIN_OVER_CAPACITY         queue (wait for a slot) or fail (500 out of memory); default queue
+  --full-heatmaps <bool>      STANDIN_FULL_HEATMAPS         image-heatmap results at full image resolution (default false)
+  --per-frame-predictions <bool>
+                              STANDIN_PER_FRAME_PREDICTIONS video frame_predictions for all 300 frames (default false)
 ";
 
 /// Flags and their environment variables, in `--help` order.
-const FLAGS: [(&str, &str); 10] = [
+const FLAGS: [(&str, &str); 14] = [
     ("listen", "STANDIN_LISTEN"),
     ("api-key", "API_KEY"),
     ("catalogue", "STANDIN_CATALOGUE"),
@@ -37,7 +43,14 @@ const FLAGS: [(&str, &str); 10] = [
     ("fail-modes", "STANDIN_FAIL_MODES"),
     ("seed", "STANDIN_SEED"),
     ("strict-extensions", "STANDIN_STRICT_EXTENSIONS"),
+    ("capacity", "STANDIN_CAPACITY"),
+    ("over-capacity", "STANDIN_OVER_CAPACITY"),
+    ("full-heatmaps", "STANDIN_FULL_HEATMAPS"),
+    ("per-frame-predictions", "STANDIN_PER_FRAME_PREDICTIONS"),
 ];
+
+/// Boolean flags: given bare, they mean `true`.
+const BOOL_FLAGS: [&str; 3] = ["strict-extensions", "full-heatmaps", "per-frame-predictions"];
 
 /// The stand-in's settings, parsed into real types.
 #[derive(Debug, Clone)]
@@ -54,6 +67,15 @@ pub struct Config {
     pub fail_modes: Vec<FailureMode>,
     pub seed: u64,
     pub strict_extensions: bool,
+    /// Concurrent inferences of the simulated GPU; `None` = unlimited.
+    pub capacity: Option<usize>,
+    /// What a call beyond the capacity does.
+    pub over_capacity: OverCapacity,
+    /// `image-heatmap` results carry a height × width heatmap for every model, not only for
+    /// catalogue entries with `full_heatmap`.
+    pub full_heatmaps: bool,
+    /// Video results list a prediction for every frame, not one per unit (window, sequence…).
+    pub per_frame_predictions: bool,
 }
 
 /// What the command line asks for.
@@ -83,6 +105,10 @@ impl Config {
             fail_modes: vec![FailureMode::Internal],
             seed: 0,
             strict_extensions: true,
+            capacity: None,
+            over_capacity: OverCapacity::Queue,
+            full_heatmaps: false,
+            per_frame_predictions: false,
         }
     }
 
@@ -111,7 +137,7 @@ impl Config {
             let value = match inline {
                 Some(v) => v,
                 // A bare boolean flag means true.
-                None if *flag == "strict-extensions" && args.peek().is_none_or(|next| next.starts_with("--")) => {
+                None if BOOL_FLAGS.contains(flag) && args.peek().is_none_or(|next| next.starts_with("--")) => {
                     "true".into()
                 }
                 None => args.next().ok_or_else(|| ConfigError(format!("flag '--{flag}' needs a value")))?,
@@ -172,6 +198,19 @@ impl Config {
         if let Some(v) = parsed("strict-extensions", "true or false", &|v| parse_bool(v).is_some())? {
             config.strict_extensions = parse_bool(&v).unwrap_or(true);
         }
+        let positive = |v: &str| v.parse::<usize>().is_ok_and(|n| n > 0);
+        if let Some(v) = parsed("capacity", "a whole number >= 1", &positive)? {
+            config.capacity = v.parse().ok();
+        }
+        if let Some((v, source)) = lookup("over-capacity") {
+            config.over_capacity = v.parse().map_err(|e| ConfigError(format!("invalid {source} '{v}': {e}")))?;
+        }
+        if let Some(v) = parsed("full-heatmaps", "true or false", &|v| parse_bool(v).is_some())? {
+            config.full_heatmaps = parse_bool(&v).unwrap_or(false);
+        }
+        if let Some(v) = parsed("per-frame-predictions", "true or false", &|v| parse_bool(v).is_some())? {
+            config.per_frame_predictions = parse_bool(&v).unwrap_or(false);
+        }
         Ok(Command::Run(Box::new(config)))
     }
 }
@@ -210,6 +249,31 @@ mod tests {
         assert_eq!(c.fail_modes, vec![FailureMode::Internal]);
         assert!(c.strict_extensions);
         assert!(c.redis_url.is_none());
+        assert_eq!(c.capacity, None);
+        assert_eq!(c.over_capacity, OverCapacity::Queue);
+        assert!(!c.full_heatmaps);
+    }
+
+    #[test]
+    fn gpu_capacity_and_heatmap_flags_parse_from_flags_and_environment() {
+        let c = run(
+            &["--api-key", "k", "--capacity", "2", "--full-heatmaps"],
+            &[("STANDIN_OVER_CAPACITY", "fail"), ("STANDIN_CAPACITY", "9")],
+        );
+        assert_eq!(c.capacity, Some(2));
+        assert_eq!(c.over_capacity, OverCapacity::Fail);
+        assert!(c.full_heatmaps);
+        let c = run(&["--full-heatmaps", "--capacity=1"], &[("API_KEY", "k"), ("STANDIN_FULL_HEATMAPS", "false")]);
+        assert!(c.full_heatmaps);
+        assert_eq!(c.capacity, Some(1));
+        let c = run(&[], &[("API_KEY", "k"), ("STANDIN_FULL_HEATMAPS", "true"), ("STANDIN_CAPACITY", " ")]);
+        assert!(c.full_heatmaps);
+        assert_eq!(c.capacity, None);
+        assert!(!c.per_frame_predictions);
+        let c = run(&["--per-frame-predictions", "--api-key", "k"], &[]);
+        assert!(c.per_frame_predictions);
+        let c = run(&[], &[("API_KEY", "k"), ("STANDIN_PER_FRAME_PREDICTIONS", "yes")]);
+        assert!(c.per_frame_predictions);
     }
 
     #[test]
@@ -243,6 +307,10 @@ mod tests {
             (vec!["--api-key", "k", "--listen", "nowhere"], "STANDIN_LISTEN"),
             (vec!["--api-key", "k", "--catalogue", "/nonexistent.json"], "STANDIN_CATALOGUE"),
             (vec!["--api-key", "k", "--bogus", "1"], "--bogus"),
+            (vec!["--api-key", "k", "--capacity", "0"], "STANDIN_CAPACITY"),
+            (vec!["--api-key", "k", "--capacity", "two"], "STANDIN_CAPACITY"),
+            (vec!["--api-key", "k", "--over-capacity", "drop"], "STANDIN_OVER_CAPACITY"),
+            (vec!["--api-key", "k", "--full-heatmaps", "maybe"], "STANDIN_FULL_HEATMAPS"),
         ] {
             let err = parse(&args, &[]).expect_err("invalid").to_string();
             assert!(err.contains(needle), "{err}");

@@ -14,6 +14,8 @@ pub enum FailureMode {
     Inference,
     /// 429 with `Retry-After: 1`.
     RateLimited,
+    /// 200 with the result of another model, as after a server-side fallback.
+    Fallback,
     /// Never answers; holds the connection until the client gives up.
     Hang,
     /// Reads the request, then closes the connection without a response.
@@ -36,6 +38,7 @@ impl fmt::Display for FailureMode {
             Self::Internal => f.write_str("500"),
             Self::Inference => f.write_str("inference"),
             Self::RateLimited => f.write_str("429"),
+            Self::Fallback => f.write_str("fallback"),
             Self::Hang => f.write_str("hang"),
             Self::Drop => f.write_str("drop"),
             Self::Flaky(n) => write!(f, "flaky-{n}"),
@@ -45,7 +48,7 @@ impl fmt::Display for FailureMode {
 
 /// A string that names no failure mode.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown failure mode '{0}' (expected 422, 500, inference, 429, hang, drop or flaky-<n>)")]
+#[error("unknown failure mode '{0}' (expected 422, 500, inference, fallback, 429, hang, drop or flaky-<n>)")]
 pub struct UnknownFailureMode(pub String);
 
 impl FromStr for FailureMode {
@@ -58,6 +61,7 @@ impl FromStr for FailureMode {
             "500" => Self::Internal,
             "inference" => Self::Inference,
             "429" => Self::RateLimited,
+            "fallback" => Self::Fallback,
             "hang" => Self::Hang,
             "drop" => Self::Drop,
             other => other
@@ -175,6 +179,7 @@ mod tests {
             ("500", FailureMode::Internal),
             ("Inference", FailureMode::Inference),
             ("429", FailureMode::RateLimited),
+            ("Fallback", FailureMode::Fallback),
             ("HANG", FailureMode::Hang),
             ("drop", FailureMode::Drop),
             ("FLAKY-2", FailureMode::Flaky(2)),
@@ -190,8 +195,8 @@ mod tests {
     #[test]
     fn mode_lists_reject_flaky_and_unknown_modes() {
         assert_eq!(
-            parse_mode_list("500, 429,hang").expect("valid list"),
-            vec![FailureMode::Internal, FailureMode::RateLimited, FailureMode::Hang]
+            parse_mode_list("500, 429,hang,fallback").expect("valid list"),
+            vec![FailureMode::Internal, FailureMode::RateLimited, FailureMode::Hang, FailureMode::Fallback]
         );
         assert!(parse_mode_list("flaky-2").is_err());
         assert!(parse_mode_list("500,teapot").is_err());

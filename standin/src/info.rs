@@ -74,6 +74,10 @@ fn configuration(state: &AppState) -> Value {
         "fail_modes": c.fail_modes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "seed": c.seed,
         "strict_extensions": c.strict_extensions,
+        "capacity": c.capacity,
+        "over_capacity": c.over_capacity,
+        "full_heatmaps": c.full_heatmaps,
+        "per_frame_predictions": c.per_frame_predictions,
         "progress_events": state.publisher.enabled(),
         "progress_channel": c.channel,
     })

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 
 use crate::catalogue::{Catalogue, Format};
 use crate::error::ApiError;
+use crate::gpu::CapacityReport;
 use crate::state::{AppState, LogEntry};
 
 /// `GET /__standin/requests`: the last 1 000 `/analyze` calls, oldest first.
@@ -15,7 +16,13 @@ pub async fn list_requests(State(state): State<Arc<AppState>>) -> Json<Vec<LogEn
     Json(state.log_entries())
 }
 
-/// `POST /__standin/reset`: clears the log and the flaky counters, reseeds the generator.
+/// `GET /__standin/capacity`: concurrency, queue and busy time of the simulated GPU.
+pub async fn get_capacity(State(state): State<Arc<AppState>>) -> Json<CapacityReport> {
+    Json(state.gpu.report())
+}
+
+/// `POST /__standin/reset`: clears the log and the flaky counters, reseeds the generator,
+/// restarts the capacity figures.
 pub async fn reset(State(state): State<Arc<AppState>>) -> StatusCode {
     state.reset();
     StatusCode::NO_CONTENT

@@ -2,8 +2,9 @@
 //! (`shared/spec/ml-server.md` §1–§9) with **simulated** results. It is not a detector: every
 //! verdict is derived from a hash of the uploaded bytes.
 //!
-//! It owns the model catalogue, deterministic result generation, progress events on Redis and
-//! failure injection; the backend talks to it exactly as to the real ML server.
+//! It owns the model catalogue, deterministic result generation, progress events on Redis,
+//! failure injection and a simulated GPU of limited capacity; the backend talks to it exactly as
+//! to the real ML server.
 
 pub mod analyze;
 pub mod catalogue;
@@ -11,6 +12,8 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod failure;
+pub mod gpu;
+pub mod heatmap;
 pub mod image;
 pub mod info;
 pub mod inspect;
@@ -44,7 +47,7 @@ pub use crate::state::AppState;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Paths the server answers; `<path>/` answers 307 to `<path>` (§1).
-const ROUTES: [&str; 11] = [
+const ROUTES: [&str; 12] = [
     "/",
     "/ping",
     "/stats",
@@ -56,6 +59,7 @@ const ROUTES: [&str; 11] = [
     "/__standin/requests",
     "/__standin/reset",
     "/__standin/catalogue",
+    "/__standin/capacity",
 ];
 
 const CORRELATION_HEADER: &str = "x-correlation-id";
@@ -81,6 +85,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/__standin/requests", get(inspect::list_requests))
         .route("/__standin/reset", post(inspect::reset))
         .route("/__standin/catalogue", put(inspect::replace_catalogue))
+        .route("/__standin/capacity", get(inspect::get_capacity))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/", get(info::get_root))
@@ -160,6 +165,9 @@ pub async fn serve_with_shutdown(
         models = config.catalogue.models().len(),
         latency_scale = config.latency_scale,
         fail_rate = config.fail_rate,
+        capacity = ?config.capacity,
+        over_capacity = %config.over_capacity,
+        full_heatmaps = config.full_heatmaps,
         progress_events = config.redis_url.is_some(),
         "ML stand-in listening"
     );

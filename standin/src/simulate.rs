@@ -9,15 +9,20 @@
 //!    audio: mean pitch [80, 300), pitch stability [0, 1), RMS energy [0.01, 0.1), silence ratio
 //!    [0, 0.5), spectral centroid [800, 3000), spectral contrast [10, 30), then 8 × 8 spectrogram
 //!    cells in dB [−80, 0) row by row; image (`image-heatmap` only): 8 × 8 cells
-//!    `clamp(p + u, 0, 1)` row by row.
+//!    `clamp(p + u, 0, 1)` row by row, or height × width cells (sides capped at 8192) when full
+//!    heatmaps are asked for.
+//!    With per-frame predictions, video `frame_predictions` lists every frame of the simulated
+//!    300-frame video, frame i taking the score of unit `floor(i × units / 300)` (no extra draws).
 //! 4. `prediction` = FAKE iff `p > 0.5`; `confidence` = `max(p, 1 − p)`. Scores, confidences and
 //!    metrics are rounded to 4 decimals, audio figures in Hz or dB to 2.
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::catalogue::{MediaType, ModelEntry, Profile};
 use crate::failure::Verdict;
+use crate::heatmap::{Heatmap, SMALL_SIDE};
 use crate::image;
 use crate::rng::SplitMix64;
 
@@ -54,6 +59,42 @@ pub struct Simulation {
     pub faces_detected: u64,
     /// Audio figures quoted by the scattering schedule.
     pub audio: Option<AudioFigures>,
+    /// `image-heatmap` only: the heatmap, written in place of the `null` that
+    /// `data["heatmap_scores"]` holds (see [`Simulation::success_body`]).
+    pub heatmap: Option<Heatmap>,
+}
+
+impl Simulation {
+    /// The §6 success envelope as JSON text, built directly (a full-resolution heatmap never
+    /// becomes a `serde_json::Value`).
+    pub fn success_body(&self, model_used: &str, timestamp: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        out.extend_from_slice(b"{\"success\":true,\"model_used\":");
+        write_json(&mut out, model_used);
+        out.extend_from_slice(b",\"timestamp\":");
+        write_json(&mut out, timestamp);
+        out.extend_from_slice(b",\"data\":{");
+        for (i, (key, value)) in self.data.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json(&mut out, key);
+            out.push(b':');
+            match &self.heatmap {
+                Some(heatmap) if key == "heatmap_scores" => heatmap.write_json(&mut out),
+                _ => write_json(&mut out, value),
+            }
+        }
+        out.extend_from_slice(b"}}");
+        out
+    }
+}
+
+fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    // Strings and `Value`s with string keys always serialize; writing to memory cannot fail.
+    if let Err(e) = serde_json::to_writer(out, value) {
+        tracing::error!(error = %e, "cannot serialize a result field");
+    }
 }
 
 /// The audio numbers the scattering `ANALYSIS_COMPLETE` event repeats.
@@ -101,6 +142,15 @@ pub fn seed(sha256: &[u8; 32], model: &str) -> (f64, SplitMix64) {
     (p, SplitMix64::new(u64::from_be_bytes(second)))
 }
 
+/// How large the result's arrays are: the contract's minimum, or the size the real server gives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outputs {
+    /// `image-heatmap`: `heatmap_scores` at the image's resolution, not 8 × 8.
+    pub full_heatmap: bool,
+    /// Video: one `frame_predictions` entry per frame, not per unit.
+    pub per_frame_predictions: bool,
+}
+
 /// Simulates `entry` analysing an upload with hash `sha256` whose first bytes are `head`.
 pub fn simulate(
     sha256: &[u8; 32],
@@ -108,6 +158,7 @@ pub fn simulate(
     media: MediaType,
     verdict: Option<Verdict>,
     head: &[u8],
+    outputs: Outputs,
 ) -> Simulation {
     let (hashed_p, mut rng) = seed(sha256, &entry.name);
     let p = match verdict {
@@ -123,12 +174,19 @@ pub fn simulate(
     data.insert("processing_time".into(), json!(0.0));
     data.insert("note".into(), json!(SIMULATED_NOTE));
     data.insert("media_type".into(), json!(media.lower()));
-    let mut sim =
-        Simulation { data, prediction: label(fake), confidence, total_frames: None, faces_detected: 0, audio: None };
+    let mut sim = Simulation {
+        data,
+        prediction: label(fake),
+        confidence,
+        total_frames: None,
+        faces_detected: 0,
+        audio: None,
+        heatmap: None,
+    };
     match shape(entry.profile, media) {
-        Shape::Video(profile) => video(&mut sim, profile, p, &mut rng),
+        Shape::Video(profile) => video(&mut sim, profile, p, &mut rng, outputs.per_frame_predictions),
         Shape::Audio { scattering } => audio(&mut sim, scattering, &mut rng),
-        Shape::Image { heatmap } => image_fields(&mut sim, heatmap, p, &mut rng, head),
+        Shape::Image { heatmap } => image_fields(&mut sim, heatmap.then_some(outputs.full_heatmap), p, &rng, head),
     }
     sim
 }
@@ -137,7 +195,7 @@ fn mean(xs: &[f64]) -> f64 {
     if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 }
 }
 
-fn video(sim: &mut Simulation, profile: Profile, p: f64, rng: &mut SplitMix64) {
+fn video(sim: &mut Simulation, profile: Profile, p: f64, rng: &mut SplitMix64, per_frame: bool) {
     let units: usize = match profile {
         Profile::Siglip => 50,
         Profile::Efficientnet => 300,
@@ -197,11 +255,14 @@ fn video(sim: &mut Simulation, profile: Profile, p: f64, rng: &mut SplitMix64) {
         }),
         _ => json!({ "final_average_score": average }),
     };
-    let predictions: Vec<Value> = scores
-        .iter()
-        .enumerate()
-        .map(|(index, score)| json!({"index": index, "score": score, "prediction": label(*score > 0.5)}))
-        .collect();
+    let prediction =
+        |index: usize, score: f64| json!({"index": index, "score": score, "prediction": label(score > 0.5)});
+    let predictions: Vec<Value> = if per_frame {
+        let frames = VIDEO_FRAMES as usize;
+        (0..frames).map(|i| prediction(i, scores[i * units / frames])).collect()
+    } else {
+        scores.iter().enumerate().map(|(index, score)| prediction(index, *score)).collect()
+    };
     sim.total_frames = frame_count;
     let d = &mut sim.data;
     d.insert("frame_count".into(), json!(frame_count));
@@ -237,12 +298,16 @@ fn audio(sim: &mut Simulation, scattering: bool, rng: &mut SplitMix64) {
     d.insert("visualization".into(), json!({"spectrogram_url": null, "spectrogram_data": spectrogram}));
 }
 
-fn image_fields(sim: &mut Simulation, heatmap: bool, p: f64, rng: &mut SplitMix64, head: &[u8]) {
+/// `heatmap`: `None` for no heatmap, else whether it is full-resolution.
+fn image_fields(sim: &mut Simulation, heatmap: Option<bool>, p: f64, rng: &SplitMix64, head: &[u8]) {
     let (width, height) = image::dimensions(head).unwrap_or((640, 480));
-    let heatmap = heatmap.then(|| grid(rng, |r| round4((p + r.range(-0.15, 0.15)).clamp(0.0, 1.0))));
+    sim.heatmap = heatmap.map(|full| {
+        let (w, h) = if full { (width, height) } else { (SMALL_SIDE, SMALL_SIDE) };
+        Heatmap::new(w, h, p, rng)
+    });
     let d = &mut sim.data;
     d.insert("dimensions".into(), json!({"width": width, "height": height}));
-    d.insert("heatmap_scores".into(), json!(heatmap));
+    d.insert("heatmap_scores".into(), Value::Null);
     d.insert("visualization_path".into(), Value::Null);
 }
 
@@ -512,9 +577,11 @@ mod tests {
 
     #[test]
     fn verdict_markers_force_p() {
-        let sim = simulate(&[1; 32], &entry(Profile::Siglip), MediaType::Video, Some(Verdict::Fake), b"");
+        let sim =
+            simulate(&[1; 32], &entry(Profile::Siglip), MediaType::Video, Some(Verdict::Fake), b"", Outputs::default());
         assert_eq!((sim.prediction, sim.confidence), ("FAKE", 0.9));
-        let sim = simulate(&[1; 32], &entry(Profile::Siglip), MediaType::Video, Some(Verdict::Real), b"");
+        let sim =
+            simulate(&[1; 32], &entry(Profile::Siglip), MediaType::Video, Some(Verdict::Real), b"", Outputs::default());
         assert_eq!((sim.prediction, sim.confidence), ("REAL", 0.9));
     }
 
@@ -528,7 +595,7 @@ mod tests {
             (Profile::VideoGeneric, 30, None),
             (Profile::Lipfd, 200, None),
         ] {
-            let sim = simulate(&[3; 32], &entry(profile), MediaType::Video, None, b"");
+            let sim = simulate(&[3; 32], &entry(profile), MediaType::Video, None, b"", Outputs::default());
             assert_eq!(sim.data["frames_analyzed"], json!(units), "{profile:?}");
             assert_eq!(sim.data["frame_count"], json!(frames), "{profile:?}");
             let preds = sim.data["frame_predictions"].as_array().expect("array");
@@ -543,16 +610,82 @@ mod tests {
 
     #[test]
     fn schedules_have_the_documented_lengths() {
-        let sim = |p| simulate(&[5; 32], &entry(p), MediaType::Video, None, b"");
+        let sim = |p| simulate(&[5; 32], &entry(p), MediaType::Video, None, b"", Outputs::default());
         assert_eq!(schedule(Profile::Siglip, "M", &sim(Profile::Siglip)).len(), 52);
         assert_eq!(schedule(Profile::Efficientnet, "M", &sim(Profile::Efficientnet)).len(), 64);
         assert_eq!(schedule(Profile::Colorcues, "M", &sim(Profile::Colorcues)).len(), 10);
         assert_eq!(schedule(Profile::Eyeblink, "M", &sim(Profile::Eyeblink)).len(), 30);
         assert!(schedule(Profile::Lipfd, "M", &sim(Profile::Lipfd)).is_empty());
-        let audio = simulate(&[5; 32], &entry(Profile::Scattering), MediaType::Audio, None, b"");
+        let audio = simulate(&[5; 32], &entry(Profile::Scattering), MediaType::Audio, None, b"", Outputs::default());
         let events = schedule(Profile::Scattering, "M", &audio);
         assert_eq!(events.iter().filter(|e| !e.needs_user).count(), 4);
         assert_eq!(events.len(), 6);
+    }
+
+    const FULL: Outputs = Outputs { full_heatmap: true, per_frame_predictions: false };
+
+    #[test]
+    fn per_frame_predictions_spread_the_unit_scores_over_300_frames() {
+        let per_frame = Outputs { full_heatmap: false, per_frame_predictions: true };
+        for profile in [Profile::Siglip, Profile::Colorcues, Profile::Lipfd, Profile::Efficientnet] {
+            let units = simulate(&[4; 32], &entry(profile), MediaType::Video, None, b"", Outputs::default());
+            let frames = simulate(&[4; 32], &entry(profile), MediaType::Video, None, b"", per_frame);
+            let by_unit = units.data["frame_predictions"].as_array().expect("array");
+            let by_frame = frames.data["frame_predictions"].as_array().expect("array");
+            assert_eq!(by_frame.len(), 300, "{profile:?}");
+            for (i, f) in by_frame.iter().enumerate() {
+                assert_eq!(f["index"], json!(i));
+                assert_eq!(f["score"], by_unit[i * by_unit.len() / 300]["score"], "{profile:?} frame {i}");
+            }
+            // Everything else is the per-unit result.
+            for key in ["prediction", "confidence", "frames_analyzed", "frame_count", "metrics"] {
+                assert_eq!(frames.data[key], units.data[key], "{profile:?} {key}");
+            }
+        }
+    }
+
+    fn png_head(width: u32, height: u32) -> Vec<u8> {
+        let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        b.extend_from_slice(&width.to_be_bytes());
+        b.extend_from_slice(&height.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn success_bodies_are_the_envelope_with_the_heatmap_in_place() {
+        let head = png_head(3, 2);
+        let sim = simulate(&[9; 32], &entry(Profile::ImageHeatmap), MediaType::Image, None, &head, Outputs::default());
+        let body: Value = serde_json::from_slice(&sim.success_body("M", "2025-01-01T00:00:00.000000")).expect("json");
+        assert_eq!(body["success"], true);
+        assert_eq!(body["model_used"], "M");
+        let data = body["data"].as_object().expect("data");
+        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "prediction",
+                "confidence",
+                "processing_time",
+                "note",
+                "media_type",
+                "dimensions",
+                "heatmap_scores",
+                "visualization_path"
+            ]
+        );
+        assert_eq!(data["dimensions"], json!({"width": 3, "height": 2}));
+        // The default heatmap keeps the documented 8 × 8 draw from the model's generator.
+        let (p, mut rng) = seed(&[9; 32], "SIGLIP-LSTM-V4");
+        let expected: Vec<Vec<f64>> =
+            (0..8).map(|_| (0..8).map(|_| round4((p + rng.range(-0.15, 0.15)).clamp(0.0, 1.0))).collect()).collect();
+        assert_eq!(data["heatmap_scores"], json!(expected));
+
+        let full = simulate(&[9; 32], &entry(Profile::ImageHeatmap), MediaType::Image, None, &head, FULL);
+        let body: Value = serde_json::from_slice(&full.success_body("M", "t")).expect("json");
+        assert_eq!(body["data"]["heatmap_scores"], json!([expected[0][..3], expected[0][3..6]]));
+        let generic = simulate(&[9; 32], &entry(Profile::ImageGeneric), MediaType::Image, None, &head, FULL);
+        let body: Value = serde_json::from_slice(&generic.success_body("M", "t")).expect("json");
+        assert!(body["data"]["heatmap_scores"].is_null());
     }
 
     #[test]

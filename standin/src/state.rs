@@ -1,4 +1,5 @@
-//! Shared server state: the live catalogue, the failure generator, the request log.
+//! Shared server state: the live catalogue, the simulated GPU, the failure generator, the
+//! request log.
 //!
 //! Every lock here is a `std` mutex held for a few instructions and never across an `.await`.
 
@@ -12,6 +13,7 @@ use serde::Serialize;
 use crate::catalogue::{Catalogue, ModelEntry};
 use crate::config::Config;
 use crate::failure::{self, FailureMode};
+use crate::gpu::Gpu;
 use crate::progress::Publisher;
 use crate::rng::SplitMix64;
 use crate::upload::MediaUpload;
@@ -30,6 +32,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct LogEntry {
     pub at: String,
     pub model: Option<String>,
+    /// The model whose result was returned: `model`, or the fallback model after a server-side
+    /// fallback; `null` when no result was returned.
+    #[serde(rename = "modelUsed")]
+    pub model_used: Option<String>,
     #[serde(rename = "mediaId")]
     pub media_id: Option<String>,
     #[serde(rename = "userId")]
@@ -75,6 +81,8 @@ pub struct AppState {
     log: Mutex<RequestLog>,
     inference_counts: Mutex<HashMap<String, u64>>,
     pub publisher: Publisher,
+    /// Concurrency limit and utilisation figures (§9.5).
+    pub gpu: Gpu,
 }
 
 impl AppState {
@@ -91,6 +99,7 @@ impl AppState {
             log: Mutex::new(RequestLog::default()),
             inference_counts: Mutex::new(HashMap::new()),
             publisher,
+            gpu: Gpu::new(config.capacity, config.over_capacity),
             config,
         }))
     }
@@ -182,8 +191,12 @@ impl AppState {
     pub fn update_log(&self, seq: u64, status: Option<u16>, outcome: &str) {
         let mut log = lock(&self.log);
         if let Ok(i) = log.entries.binary_search_by_key(&seq, |e| e.seq) {
-            log.entries[i].status = status;
-            log.entries[i].outcome = outcome.to_owned();
+            let entry = &mut log.entries[i];
+            if status != Some(200) {
+                entry.model_used = None;
+            }
+            entry.status = status;
+            entry.outcome = outcome.to_owned();
         }
     }
 
@@ -192,9 +205,10 @@ impl AppState {
         lock(&self.log).entries.iter().cloned().collect()
     }
 
-    /// Clears the log and the flaky counters and reseeds the failure generator, so a test can
-    /// start from the state the server started in.
+    /// Clears the log and the flaky counters, reseeds the failure generator and restarts the
+    /// capacity figures, so a test can start from the state the server started in.
     pub fn reset(&self) {
+        self.gpu.reset();
         lock(&self.log).entries.clear();
         let mut chaos = lock(&self.chaos);
         chaos.flaky.clear();

@@ -257,3 +257,73 @@ async fn standin_fake_and_real_markers_force_the_verdict() {
     assert_eq!(siglip["data"]["prediction"], "REAL");
     assert_eq!(effnet["data"]["prediction"], "FAKE");
 }
+
+#[tokio::test]
+async fn full_heatmaps_have_one_cell_per_pixel_of_the_uploaded_image() {
+    const CATALOGUE: &str = r#"[
+      {"name":"FULL-HEATMAP","profile":"image-heatmap","isImage":true,"full_heatmap":true},
+      {"name":"IMAGE-HEATMAP-V1","profile":"image-heatmap","isImage":true},
+      {"name":"CROSS-EFFICIENT-VIT-IMG","profile":"image-generic","isImage":true}
+    ]"#;
+    let png = png_bytes(320, 200);
+    let mut c = config();
+    c.catalogue = catalogue(CATALOGUE);
+    let s = spawn(c).await;
+    let call = |model: &'static str, s: &common::Standin| {
+        let png = png.clone();
+        let s = s.base.clone();
+        async move {
+            let response = common::client()
+                .post(format!("{s}/analyze"))
+                .header("X-API-Key", common::KEY)
+                .multipart(form("p.png", png, Some(model)))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+
+    // The catalogue asks for it for one model only.
+    let full = call("FULL-HEATMAP", &s).await;
+    assert_eq!(full["data"]["dimensions"], json!({"width": 320, "height": 200}));
+    assert_grid(&full["data"]["heatmap_scores"], 200, 320, 0.0..=1.0);
+    let again = call("FULL-HEATMAP", &s).await;
+    assert_eq!(again["data"]["heatmap_scores"], full["data"]["heatmap_scores"]);
+    let small = call("IMAGE-HEATMAP-V1", &s).await;
+    assert_grid(&small["data"]["heatmap_scores"], 8, 8, 0.0..=1.0);
+
+    // `--full-heatmaps` asks for it for every image-heatmap model; the draw is the same one, so
+    // the first cells of the full heatmap are the 8 × 8 heatmap's first row.
+    let mut c = config();
+    c.catalogue = catalogue(CATALOGUE);
+    c.full_heatmaps = true;
+    let everywhere = spawn(c).await;
+    let body = call("IMAGE-HEATMAP-V1", &everywhere).await;
+    let rows = body["data"]["heatmap_scores"].as_array().unwrap();
+    assert_grid(&body["data"]["heatmap_scores"], 200, 320, 0.0..=1.0);
+    assert_eq!(rows[0].as_array().unwrap()[..8], small["data"]["heatmap_scores"][0].as_array().unwrap()[..]);
+    let generic = call("CROSS-EFFICIENT-VIT-IMG", &everywhere).await;
+    assert!(generic["data"]["heatmap_scores"].is_null());
+}
+
+#[tokio::test]
+async fn per_frame_predictions_list_every_frame_while_the_units_stay_the_same() {
+    let mut c = config();
+    c.per_frame_predictions = true;
+    let s = spawn(c).await;
+    let (status, body) = s.analyze_json(form("v.mp4", video_bytes("per-frame"), Some("SIGLIP-LSTM-V4"))).await;
+    assert_eq!(status, 200);
+    let data = common_fields(&body, "SIGLIP-LSTM-V4", "video");
+    assert_eq!(data["frames_analyzed"], 50);
+    let predictions = data["frame_predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 300);
+    assert!(predictions.iter().enumerate().all(|(i, p)| p["index"] == i && is_prob(&p["score"])));
+    // Six frames per window: frames 0–5 carry window 0's score.
+    assert!(predictions[..6].iter().all(|p| p["score"] == predictions[0]["score"]));
+    let plain = spawn(config()).await;
+    let (_, unit_body) = plain.analyze_json(form("v.mp4", video_bytes("per-frame"), Some("SIGLIP-LSTM-V4"))).await;
+    assert_eq!(unit_body["data"]["frame_predictions"][1]["score"], predictions[6]["score"]);
+    assert_eq!(unit_body["data"]["metrics"], data["metrics"]);
+}

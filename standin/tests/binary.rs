@@ -24,6 +24,28 @@ fn an_invalid_value_names_its_flag_and_exits_with_2() {
 }
 
 #[test]
+fn help_lists_the_capacity_and_output_size_flags_with_their_variables() {
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for needle in [
+        "--capacity",
+        "STANDIN_CAPACITY",
+        "--over-capacity",
+        "STANDIN_OVER_CAPACITY",
+        "--full-heatmaps",
+        "STANDIN_FULL_HEATMAPS",
+        "--per-frame-predictions",
+        "STANDIN_PER_FRAME_PREDICTIONS",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+    let output = Command::new(BIN).args(["--api-key", "k"]).env("STANDIN_OVER_CAPACITY", "spill").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("STANDIN_OVER_CAPACITY"));
+}
+
+#[test]
 fn the_binary_serves_and_stops_on_sigterm() {
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--api-key", "k"])

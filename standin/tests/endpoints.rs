@@ -173,9 +173,13 @@ async fn the_request_log_records_calls_and_reset_clears_it() {
     assert_eq!(log.len(), 2);
     let first = &log[0];
     let keys: Vec<&str> = first.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["at", "model", "mediaId", "userId", "filename", "size", "sha256", "status", "outcome"]);
+    assert_eq!(
+        keys,
+        ["at", "model", "modelUsed", "mediaId", "userId", "filename", "size", "sha256", "status", "outcome"]
+    );
     assert_naive_utc_micros(first["at"].as_str().unwrap());
     assert_eq!(first["model"], "SIGLIP-LSTM-V4");
+    assert_eq!(first["modelUsed"], "SIGLIP-LSTM-V4");
     assert_eq!(first["mediaId"], "m1");
     assert_eq!(first["userId"], "u1");
     assert_eq!(first["filename"], "m1.mp4");
@@ -186,6 +190,7 @@ async fn the_request_log_records_calls_and_reset_clears_it() {
     assert_eq!(first["outcome"], "ok");
     assert_eq!(log[1]["status"], 415);
     assert_eq!(log[1]["outcome"], "415");
+    assert!(log[1]["modelUsed"].is_null());
 
     let stats = s.get_json("/stats").await;
     assert_eq!(stats["models_info"][0]["inference_count"], 1);

@@ -69,7 +69,7 @@ async fn mode_inference_gives_the_inference_error_body() {
     );
     assert_eq!(detail["error"], "Inference Error");
     assert_eq!(detail["message"], "Model inference failed and all fallbacks exhausted.");
-    assert!(detail["primary_error"].is_string());
+    assert_eq!(detail["primary_error"], "simulated inference failure in model 'EFFICIENTNET-B7-V1'");
     assert_eq!(detail["fallback_error"], "No fallback models available");
     assert_eq!(detail["correlation_id"], "run-7:M:1");
 }
@@ -201,4 +201,90 @@ async fn a_global_fail_rate_with_a_seed_gives_a_reproducible_sequence() {
     let reset = client().post(a.url("/__standin/reset")).header("X-API-Key", KEY).send().await.unwrap();
     assert_eq!(reset.status(), 204);
     assert_eq!(statuses(&a).await, first);
+}
+
+fn without(body: &Value, fields: &[&str]) -> Value {
+    let mut data = body["data"].clone();
+    for field in fields {
+        data.as_object_mut().unwrap().remove(*field);
+    }
+    data
+}
+
+#[tokio::test]
+async fn a_fallback_marker_answers_200_with_the_next_models_result_and_the_fallback_note() {
+    let s = spawn(config()).await;
+    let bytes = with_marker("STANDIN:fallback@SIGLIP-LSTM-V4");
+    let (status, body) = s.analyze_json(form("f.mp4", bytes.clone(), Some("SIGLIP-LSTM-V4"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["model_used"], "EFFICIENTNET-B7-V1");
+    assert_eq!(
+        body["data"]["note"],
+        "Primary model 'SIGLIP-LSTM-V4' failed. Used fallback model 'EFFICIENTNET-B7-V1'. | Simulated result (ML stand-in)."
+    );
+    // The data is the fallback model's own result for these bytes.
+    let (status, direct) = s.analyze_json(form("f.mp4", bytes, Some("EFFICIENTNET-B7-V1"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(direct["model_used"], "EFFICIENTNET-B7-V1");
+    assert_eq!(direct["data"]["note"], "Simulated result (ML stand-in).");
+    assert_eq!(without(&body, &["note", "processing_time"]), without(&direct, &["note", "processing_time"]));
+    assert_eq!(body["data"]["frames_analyzed"], 300);
+
+    let log = s.requests().await;
+    assert_eq!(log[0]["model"], "SIGLIP-LSTM-V4");
+    assert_eq!(log[0]["modelUsed"], "EFFICIENTNET-B7-V1");
+    assert_eq!((log[0]["status"].clone(), log[0]["outcome"].clone()), (json!(200), json!("fallback")));
+    assert_eq!(log[1]["modelUsed"], "EFFICIENTNET-B7-V1");
+    let stats = s.get_json("/stats").await;
+    assert_eq!(stats["models_info"][0]["inference_count"], 0);
+    assert_eq!(stats["models_info"][1]["inference_count"], 2);
+}
+
+#[tokio::test]
+async fn a_catalogue_fallback_wraps_around_to_the_first_model_for_the_media_type() {
+    let mut c = config();
+    c.catalogue = catalogue(
+        r#"[{"name":"V1","profile":"siglip","isVideo":true},
+            {"name":"A1","profile":"scattering","isAudio":true},
+            {"name":"V2","profile":"lipfd","isVideo":true,"isAudio":true,"fail":"fallback"}]"#,
+    );
+    let s = spawn(c).await;
+    let (status, body) = s.analyze_json(form("f.mp4", video_bytes("wrap"), Some("V2"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model_used"], "V1");
+    assert_eq!(body["data"]["frames_analyzed"], 50, "siglip's shape");
+    assert_eq!(
+        body["data"]["note"],
+        "Primary model 'V2' failed. Used fallback model 'V1'. | Simulated result (ML stand-in)."
+    );
+    let (_, body) = s.analyze_json(form("f.wav", b"RIFF audio".to_vec(), Some("V2"))).await;
+    assert_eq!(body["model_used"], "A1");
+}
+
+#[tokio::test]
+async fn a_fallback_with_no_other_model_loaded_exhausts_the_fallbacks() {
+    let mut c = config();
+    c.catalogue = catalogue(
+        r#"[{"name":"ONLY","profile":"siglip","isVideo":true},
+            {"name":"OFF","profile":"siglip","isVideo":true,"loaded":false}]"#,
+    );
+    c.fail_rate = 1.0;
+    c.fail_modes = vec![FailureMode::Fallback];
+    let s = spawn(c).await;
+    let (status, body) = analyze_with_correlation(&s, video_bytes("alone"), "ONLY").await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        body,
+        json!({"detail": {
+            "error": "Inference Error",
+            "message": "Model inference failed and all fallbacks exhausted.",
+            "primary_error": "simulated inference failure in model 'ONLY'",
+            "fallback_error": "No fallback models available",
+            "correlation_id": "run-7:M:1",
+        }})
+    );
+    let log = s.requests().await;
+    assert_eq!((log[0]["status"].clone(), log[0]["outcome"].clone()), (json!(500), json!("fallback")));
+    assert!(log[0]["modelUsed"].is_null());
 }

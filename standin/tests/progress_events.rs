@@ -259,3 +259,25 @@ async fn injected_failures_publish_analysis_failed_or_half_the_schedule() {
     assert_eq!(got[25]["message"], "Processed window 25/50");
     sentinel(&s, &mut stream).await;
 }
+
+#[tokio::test]
+async fn a_fallback_publishes_the_primary_failure_then_the_fallback_schedule_under_its_own_name() {
+    let (s, mut stream) = setup(0.0).await;
+    let mut bytes = video_bytes("fallback-events");
+    bytes.extend_from_slice(b"\nSTANDIN:fallback\n");
+    let (status, body) = s.analyze_json(form_for("v.mp4", bytes, "SIGLIP-LSTM-V4", "m1", Some("u1"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["model_used"], "EFFICIENTNET-B7-V1");
+    let failed = next_event(&mut stream).await;
+    assert_envelope(&failed, "m1", json!("u1"), "SIGLIP-LSTM-V4");
+    assert_eq!(failed["event"], "ANALYSIS_FAILED");
+    assert_eq!(failed["message"], "Analysis failed: simulated inference failure in model 'SIGLIP-LSTM-V4'");
+    let got = events(&mut stream, 64).await;
+    for e in &got {
+        assert_envelope(e, "m1", json!("u1"), "EFFICIENTNET-B7-V1");
+    }
+    assert_eq!(got[0]["message"], "Starting analysis with EFFICIENTNET-B7-V1");
+    assert_eq!(got[63]["event"], "ANALYSIS_COMPLETE");
+    assert_eq!(got[63]["data"]["details"]["prediction"], body["data"]["prediction"]);
+    sentinel(&s, &mut stream).await;
+}

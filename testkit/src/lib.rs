@@ -49,6 +49,23 @@ pub fn temporal_cli() -> PathBuf {
 /// The analysis workflow's search attributes, as the dev server's `--search-attribute` values.
 pub const SEARCH_ATTRIBUTES: [&str; 4] = ["MediaId=Keyword", "UserId=Keyword", "MediaType=Keyword", "RunNumber=Int"];
 
+/// The dev server's dynamic config (`temporal/dev-dynamic-config.txt`), as `key=value` strings.
+pub fn dev_dynamic_config() -> Vec<String> {
+    let text = std::fs::read_to_string(workspace_root().join("temporal/dev-dynamic-config.txt")).unwrap_or_default();
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect()
+}
+
+/// Arguments every test dev server gets: the search attributes and the dynamic config.
+pub fn dev_server_args() -> Vec<String> {
+    let mut args: Vec<String> =
+        SEARCH_ATTRIBUTES.iter().flat_map(|a| ["--search-attribute".to_string(), a.to_string()]).collect();
+    for kv in dev_dynamic_config() {
+        args.push("--dynamic-config-value".to_string());
+        args.push(kv);
+    }
+    args
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
@@ -64,6 +81,7 @@ pub fn base_env(database_url: &str, redis_url: &str) -> HashMap<String, String> 
         ("SERVER_API_KEY", "test-ml-key"),
         // Tests sign many users up from one address, several apps on one Redis.
         ("SIGNUP_RATE_LIMIT_MAX", "1000000"),
+        ("ML_CAPACITY", "8"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -159,30 +177,59 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Temporal dev server (the project's CLI) on free ports, in memory, with the analysis
-/// workflow's search attributes; killed on drop.
+/// A Temporal dev server (the project's CLI) on a free port with the analysis workflow's search
+/// attributes and dynamic config; in memory, or in a SQLite file that survives [`stop`] and
+/// [`restart`] (for outage tests). Killed on drop.
+///
+/// [`stop`]: TemporalDevServer::stop
+/// [`restart`]: TemporalDevServer::restart
 pub struct TemporalDevServer {
     pub port: u16,
-    child: Child,
+    db_file: Option<PathBuf>,
+    child: Option<Child>,
 }
 
 impl TemporalDevServer {
     pub fn start() -> anyhow::Result<Self> {
-        let port = free_port();
-        let mut cmd = Command::new(temporal_cli());
-        cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &port.to_string()]).args([
-            "--namespace",
-            "default",
-            "--log-level",
-            "error",
-        ]);
-        for sa in SEARCH_ATTRIBUTES {
-            cmd.args(["--search-attribute", sa]);
-        }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
-        let server = Self { port, child };
-        wait_for_port(port, Duration::from_secs(30), "temporal dev server")?;
+        Self::launch(free_port(), None)
+    }
+
+    /// A dev server whose state is kept in a file, so that it can be stopped and started again.
+    pub fn start_persistent() -> anyhow::Result<Self> {
+        let file = std::env::temp_dir().join(format!("drishtiksha-temporal-test-{}.db", uuid::Uuid::new_v4().simple()));
+        Self::launch(free_port(), Some(file))
+    }
+
+    fn launch(port: u16, db_file: Option<PathBuf>) -> anyhow::Result<Self> {
+        let mut server = Self { port, db_file, child: None };
+        server.spawn()?;
         Ok(server)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(temporal_cli());
+        cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--namespace", "default", "--log-level", "error"])
+            .args(dev_server_args());
+        if let Some(file) = &self.db_file {
+            cmd.arg("--db-filename").arg(file);
+        }
+        self.child = Some(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?);
+        wait_for_port(self.port, Duration::from_secs(30), "temporal dev server")
+    }
+
+    /// Kills the server (its state stays in the file of a persistent server).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn()
     }
 
     pub fn address(&self) -> String {
@@ -192,8 +239,12 @@ impl TemporalDevServer {
 
 impl Drop for TemporalDevServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
+        if let Some(file) = &self.db_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+        }
     }
 }
 
@@ -286,4 +337,100 @@ impl Drop for S3Server {
 /// A bucket name of its own for one test.
 pub fn unique_bucket() -> String {
     format!("drishtiksha-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A PostgreSQL server of its own (the machine's PostgreSQL binaries, a fresh cluster in a temp
+/// directory, trust auth, fsync off) on a free port, so that a test can stop and start it; stopped
+/// and removed on drop. Run as the `postgres` user when the tests run as root.
+pub struct PostgresServer {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl PostgresServer {
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .ok_or_else(|| anyhow::anyhow!("no PostgreSQL binaries under /usr/lib/postgresql"))?;
+        let dir = std::env::temp_dir().join(format!("drishtiksha-pg-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let server = Self { port: free_port(), dir, bin };
+        if is_root() {
+            let status = Command::new("chown").arg("postgres:postgres").arg(&server.dir).status()?;
+            anyhow::ensure!(status.success(), "chown of the cluster directory failed");
+        }
+        let data = server.dir.join("data");
+        server.run(
+            &server.bin.join("initdb"),
+            &["-D", &data.to_string_lossy(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        )?;
+        server.resume()?;
+        Ok(server)
+    }
+
+    fn run(&self, program: &std::path::Path, args: &[&str]) -> anyhow::Result<()> {
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        let out = cmd.args(args).stdin(Stdio::null()).output()?;
+        anyhow::ensure!(out.status.success(), "{}: {}", program.display(), String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> anyhow::Result<()> {
+        let data = self.dir.join("data").to_string_lossy().into_owned();
+        let mut all = vec!["-D", &data];
+        all.extend_from_slice(args);
+        self.run(&self.bin.join("pg_ctl"), &all)
+    }
+
+    /// Starts the (stopped) server again on the same port.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log").to_string_lossy().into_owned();
+        self.pg_ctl(&["-w", "-t", "60", "-l", &log, "-o", &options, "start"])
+    }
+
+    /// Stops the server at once, as a crash would (open connections break).
+    pub fn halt(&self) -> anyhow::Result<()> {
+        self.pg_ctl(&["-w", "-m", "immediate", "stop"])
+    }
+
+    /// A migrated database on this server; its URL.
+    pub async fn database(&self, name: &str) -> anyhow::Result<String> {
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("postgres://postgres@127.0.0.1:{}/postgres", self.port))
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+        admin.close().await;
+        let url = format!("postgres://postgres@127.0.0.1:{}/{name}", self.port);
+        let pool = PgPoolOptions::new().max_connections(1).connect(&url).await?;
+        drishtiksha_common::db::migrate(&pool).await?;
+        pool.close().await;
+        Ok(url)
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }

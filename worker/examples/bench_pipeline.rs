@@ -143,6 +143,7 @@ impl Bench {
             },
         )
         .await
+        .map_err(anyhow::Error::from)
     }
 
     /// Accepts `batch` uploads, starts them all at once and returns runs finished per second.
@@ -237,6 +238,7 @@ fn spawn_bare_worker(address: String, task_queue: String) -> anyhow::Result<(Sto
                 address: temporalio_client::Url::parse(&format!("http://{address}")).expect("address"),
                 namespace: "default".to_string(),
                 task_queue: task_queue.clone(),
+                inference_task_queue: format!("{task_queue}-inference"),
                 api_key: None,
                 tls: false,
             };
@@ -271,12 +273,7 @@ async fn main() -> anyhow::Result<()> {
             .server_executable(EphemeralExe::ExistingPath(temporal_cli().to_string_lossy().into_owned()))
             .port(port)
             .log_level(DevServerLogLevel::Error)
-            .extra_args(
-                drishtiksha_testkit::SEARCH_ATTRIBUTES
-                    .iter()
-                    .flat_map(|a| ["--search-attribute".to_string(), a.to_string()])
-                    .collect(),
-            )
+            .extra_args(drishtiksha_testkit::dev_server_args())
             .build(),
     )
     .await?;
@@ -309,6 +306,8 @@ async fn main() -> anyhow::Result<()> {
         ("SERVER_URL", ml_url),
         ("SERVER_API_KEY", ML_KEY.to_string()),
         ("LOCAL_STORAGE_PATH", storage_root.to_string_lossy().into_owned()),
+        // The engine's throughput: an ML server without a capacity limit and without latency.
+        ("ML_CAPACITY", "100".to_string()),
     ] {
         vars.insert(k.to_string(), v);
     }

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::routing::get;
 use drishtiksha_common::config::{WorkerConfig, load_dotenv};
 use drishtiksha_common::events::EventPublisher;
+use drishtiksha_common::patience::until_ready;
 use drishtiksha_common::reconcile::Reconciler;
 use drishtiksha_common::redis_conn::RedisHandle;
 use drishtiksha_common::{db, telemetry};
@@ -37,6 +38,7 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         None => None,
     };
     let reconciler = spawn_reconciler(config.clone()).await?;
+    let backlog = spawn_backlog_gauge(config.clone());
     let mut guard = tokio::task::spawn_blocking(move || spawn_worker(config)).await??;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stopped_by_itself = tokio::select! {
@@ -45,6 +47,7 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         () = guard.finished() => true,
     };
     reconciler.abort();
+    backlog.abort();
     if let Some(m) = metrics {
         m.abort();
     }
@@ -55,18 +58,31 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The reconciler of `api.md` §6.5, one pass every `RECONCILE_INTERVAL`. Several workers may run
-/// it: a pass takes an advisory lock, and finalization only moves non-terminal runs.
+/// The reconciler of `api.md` §6.5, one pass every `RECONCILE_INTERVAL`, the first once the
+/// database is migrated. Several workers may run it: a pass takes an advisory lock, and
+/// finalization only moves non-terminal runs. Dependencies that are away are waited for.
 async fn spawn_reconciler(config: WorkerConfig) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let common = &config.common;
-    let pool = db::connect(common.database_url.expose(), 2).await?;
-    let redis = RedisHandle::new(common.redis_url.expose())?;
-    let events = EventPublisher::new(redis, common.progress_channel.clone());
-    let client = connect_temporal(&config).await?;
-    let reconciler = Reconciler::new(pool, client, events);
-    let interval = config.reconcile_interval;
     Ok(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
+        let common = &config.common;
+        let pool = until_ready("Postgres", || async {
+            let pool = db::connect(common.database_url.expose(), 2).await?;
+            db::migrate(&pool).await?;
+            Ok::<_, anyhow::Error>(pool)
+        })
+        .await;
+        let redis = match RedisHandle::new(common.redis_url.expose()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "reconciler not started");
+                return;
+            }
+        };
+        let events = EventPublisher::new(redis, common.progress_channel.clone());
+        let client = connect_temporal(&config).await;
+        let mut reconciler = Reconciler::new(pool, client, events);
+        reconciler.stale_after = config.reconcile_stale_after;
+        reconciler.starter = Some(drishtiksha_workflows::run_starter(common.temporal.task_queue.clone()));
+        let mut tick = tokio::time::interval(config.reconcile_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -75,6 +91,31 @@ async fn spawn_reconciler(config: WorkerConfig) -> anyhow::Result<tokio::task::J
             }
         }
     }))
+}
+
+/// Refreshes `drishtiksha_inference_backlog` (the model calls waiting for inference capacity)
+/// every few seconds from Temporal's task-queue statistics.
+fn spawn_backlog_gauge(config: WorkerConfig) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let temporal = &config.common.temporal;
+        let client = connect_temporal(&config).await;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            match drishtiksha_common::temporal::activity_backlog(
+                &client,
+                &temporal.namespace,
+                &temporal.inference_task_queue,
+            )
+            .await
+            {
+                Ok(n) => drishtiksha_common::metrics::INFERENCE_BACKLOG
+                    .with_label_values(&[temporal.inference_task_queue.as_str()])
+                    .set(n),
+                Err(e) => tracing::debug!(error = %e, "inference backlog not read"),
+            }
+        }
+    })
 }
 
 async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {

@@ -129,6 +129,19 @@ async fn resetting_a_finished_run_re_executes_it_without_duplicates_or_changes()
     let after = p.run_row(run.run_id).await;
     assert_eq!(after.status, before.status);
     assert_eq!((after.completed_count, after.failed_count), (before.completed_count, before.failed_count));
+    // The re-executed workflow reports the run as the database has it.
+    let result = p
+        .client()
+        .get_workflow_handle::<drishtiksha_workflows::MediaAnalysisWorkflow>(run.workflow_id.as_str())
+        .get_result(temporalio_client::WorkflowGetResultOptions::default())
+        .await
+        .expect("the reset run's result");
+    assert_eq!(result.status, before.status);
+    assert_eq!(result.total_models, before.total_models);
+    assert_eq!(
+        (result.completed_count, result.failed_count),
+        (i64::from(before.completed_count), i64::from(before.failed_count))
+    );
     let rows_after = p.analyses(run.run_id).await;
     assert_eq!(rows_after.len(), rows_before.len(), "no duplicate rows");
     for (a, b) in rows_after.iter().zip(&rows_before) {

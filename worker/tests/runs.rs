@@ -56,6 +56,7 @@ async fn new_run(pool: &PgPool, media_id: Option<Uuid>, run_number: i32) -> Run 
 
 fn result(prediction: &str) -> ModelResult {
     ModelResult {
+        model_used: None,
         prediction: prediction.to_string(),
         confidence: 0.75,
         processing_time: Some(0.5),
@@ -118,9 +119,9 @@ async fn the_first_completed_model_makes_the_run_partially_analyzed_and_counts_f
 
     runs::begin_attempt(&pool, run.run_id, "B", 1).await.expect("attempt");
     assert!(runs::await_retry(&pool, run.run_id, "B").await.expect("retry"));
-    let failed = runs::fail_model(&pool, run.run_id, "B", "boom").await.expect("fail").expect("row failed");
+    let failed = runs::fail_model(&pool, run.run_id, "B", "boom", None).await.expect("fail").expect("row failed");
     assert_eq!(failed.attempts, 1);
-    assert_eq!(runs::fail_model(&pool, run.run_id, "B", "boom").await.expect("fail again"), None);
+    assert_eq!(runs::fail_model(&pool, run.run_id, "B", "boom", None).await.expect("fail again"), None);
     assert_eq!(statuses(&pool, &run).await, (RunStatus::PartiallyAnalyzed, RunStatus::PartiallyAnalyzed, 1, 1));
 }
 

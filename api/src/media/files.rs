@@ -58,8 +58,27 @@ pub async fn serve_file(
     }
 }
 
+/// `results/<runId>/artifacts/…`: an ML artifact copied into our storage (public by URL like the
+/// media); the rest of `results/` (the kept ML answers) is served only through the owner's
+/// result endpoint.
+fn is_artifact_key(key: &str) -> bool {
+    let mut parts = key.split('/');
+    parts.next() == Some("results") && parts.next().is_some() && parts.next() == Some("artifacts")
+}
+
 async fn serve(state: &AppState, key: &str, method: &Method, headers: &HeaderMap) -> anyhow::Result<Response> {
-    let Some(local) = state.storage.local() else { return Ok(not_found()) };
+    let artifact = is_artifact_key(key);
+    if key.starts_with("results/") && !artifact {
+        return Ok(not_found());
+    }
+    let Some(local) = state.storage.local() else {
+        // Artifacts keep one stable URL here whatever the store; the object store serves the bytes.
+        if artifact && state.storage.exists(key).await.unwrap_or(false) {
+            let url = state.storage.public_url(key, &state.config.common.public_base_url).await?;
+            return Ok(axum::response::Redirect::temporary(&url).into_response());
+        }
+        return Ok(not_found());
+    };
     // Hidden names include uploads still being written (`.<name>.part`).
     if key.split('/').any(|segment| segment.starts_with('.')) {
         return Ok(not_found());

@@ -158,12 +158,15 @@ pub async fn delete_media(State(state): State<AppState>, user: AuthUser, MediaId
             tokio::time::sleep(DELETE_POLL).await;
         }
     }
+    let runs: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM analysis_runs WHERE media_id = $1").bind(id).fetch_all(&state.db).await?;
     let Some(key) = db_media::delete_owned(&state.db, id, user.id()).await? else {
         return Err(media_not_found());
     };
     if let Err(e) = state.storage.delete(&key).await {
         tracing::warn!(storage.key = %key, error = %e, "file of a deleted media not removed");
     }
+    super::results::delete_run_objects(&state, &runs).await;
     tracing::info!(runs.cancelled = active.len(), "media deleted");
     Ok(ok(Empty {}, "Media deleted successfully.").into_response())
 }
@@ -178,7 +181,7 @@ pub async fn delete_media(State(state): State<AppState>, user: AuthUser, MediaId
         (status = 400, description = "`Validation failed`: `Invalid media id`", body = ErrorBody),
         (status = 404, description = "`Media not found or you do not have permission.`", body = ErrorBody),
         (status = 409, description = "`An analysis run is already in progress for this media.`", body = ErrorBody),
-        (status = 503, description = "`Analysis could not be started. Please try again later.` (the new run is finalized FAILED), or a dependency is unavailable", body = ErrorBody),
+        (status = 503, description = "The database is unavailable. (When only Temporal is away the run is still queued: 202, started once Temporal is back.)", body = ErrorBody),
     ),
 )]
 #[instrument(skip_all, fields(media.id = %id))]
@@ -214,12 +217,7 @@ pub async fn rerun_analysis(
         media_type: media.media_type,
         filename: &media.filename,
     };
-    if analysis::start_or_fail(&state, start).await.is_err() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Analysis could not be started. Please try again later.",
-        ));
-    }
+    analysis::start_or_queue(&state, start).await;
     let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
     let media = state.with_url(media).await;
     Ok(with_status(StatusCode::ACCEPTED, media, "A new analysis run has been successfully queued for this media.")

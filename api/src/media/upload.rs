@@ -174,7 +174,7 @@ pub struct UploadMediaRequest {
         (status = 400, description = "`A file is required for upload.`, or `Validation failed` (unexpected file field, empty file, file name too long, description too long, `File content does not match its type '<mime>'.` when the file does not start like one of its declared type)", body = ErrorBody),
         (status = 413, description = "`File too large. The maximum size is <N> MB.`, or `Request body too large.` (a text field other than `description` over 64 kB)", body = ErrorBody),
         (status = 415, description = "`Unsupported file type: '<mime>'. …` or `File extension '<ext>' does not match MIME type '<mime>'.`", body = ErrorBody),
-        (status = 503, description = "`Media saved, but its analysis could not be started. Please re-run it later.`, or a dependency is unavailable", body = ErrorBody),
+        (status = 503, description = "A dependency the upload needs (database, storage) is unavailable; nothing of the upload is kept. (When only Temporal is away the upload is still accepted: 202, its run QUEUED and started once Temporal is back.)", body = ErrorBody),
     ),
 )]
 #[instrument(skip_all, fields(user.id = %user.id()))]
@@ -452,12 +452,7 @@ async fn persist_and_start(state: AppState, user_id: Uuid, media_id: Uuid, accep
         media_type: media.media_type,
         filename: &filename,
     };
-    if analysis::start_or_fail(&state, run).await.is_err() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Media saved, but its analysis could not be started. Please re-run it later.",
-        ));
-    }
+    analysis::start_or_queue(&state, run).await;
     Ok(with_status(StatusCode::ACCEPTED, media, "Media uploaded and successfully queued for its first analysis run.")
         .into_response())
 }

@@ -269,7 +269,7 @@ fn model_table(doc: &mut Doc, input: &ReportInput) {
             _ => MUTED,
         };
         let cells = [
-            (a.model_name.clone(), Font::Bold, BLACK),
+            (model_label(a), Font::Bold, BLACK),
             (category(a, input.media.media_type), Font::Regular, BLACK),
             (analysis_status_label(a.status).to_string(), Font::Regular, status_color(a.status)),
             (a.prediction.clone(), Font::Bold, prediction_color),
@@ -312,12 +312,20 @@ fn model_details(doc: &mut Doc, input: &ReportInput) {
     }
 }
 
+/// The model's name, with the model that answered after a server-side fallback.
+fn model_label(a: &Analysis) -> String {
+    match &a.model_used {
+        Some(used) if *used != a.model_name => format!("{} (answered by {used})", a.model_name),
+        _ => a.model_name.clone(),
+    }
+}
+
 fn model_detail(doc: &mut Doc, a: &Analysis) {
     doc.ensure(90.0);
     let top = doc.y;
     doc.fill_rect(MARGIN_X, top, CONTENT_W, 24.0, GREY_BG);
     doc.fill_rect(MARGIN_X, top, 4.0, 24.0, status_color(a.status));
-    let name = doc.fit(&a.model_name, Font::Bold, 11.0, CONTENT_W - 140.0);
+    let name = doc.fit(&model_label(a), Font::Bold, 11.0, CONTENT_W - 140.0);
     doc.text(MARGIN_X + 14.0, top + 16.0, &name, Style::new(Font::Bold, 11.0, BLACK, Align::Left));
     let status = analysis_status_label(a.status);
     doc.text(

@@ -60,11 +60,23 @@ impl Summary {
         let completed: Vec<&Analysis> = analyses.iter().filter(|a| a.status == AnalysisStatus::Completed).collect();
         let confidences: Vec<f64> = completed.iter().map(|a| a.confidence).collect();
         let times: Vec<f64> = completed.iter().filter_map(|a| a.processing_time).collect();
+        // A server-side fallback files model B's answer under the requested model A: the verdict
+        // counts each model that really answered once.
+        let mut voters: Vec<&str> = Vec::new();
+        let votes: Vec<&&Analysis> = completed
+            .iter()
+            .filter(|a| {
+                let who = a.model_used.as_deref().unwrap_or(&a.model_name);
+                let first = !voters.contains(&who);
+                voters.push(who);
+                first
+            })
+            .collect();
         Self {
             completed: completed.len(),
             failed: analyses.iter().filter(|a| a.status == AnalysisStatus::Failed).count(),
-            fake: completed.iter().filter(|a| a.prediction.eq_ignore_ascii_case("FAKE")).count(),
-            real: completed.iter().filter(|a| a.prediction.eq_ignore_ascii_case("REAL")).count(),
+            fake: votes.iter().filter(|a| a.prediction.eq_ignore_ascii_case("FAKE")).count(),
+            real: votes.iter().filter(|a| a.prediction.eq_ignore_ascii_case("REAL")).count(),
             average_confidence: mean(&confidences),
             highest_confidence: confidences.iter().copied().reduce(f64::max),
             lowest_confidence: confidences.iter().copied().reduce(f64::min),
@@ -144,7 +156,8 @@ mod tests {
         Analysis {
             id: Uuid::new_v4(),
             analysis_run_id: Uuid::nil(),
-            model_name: "M".into(),
+            model_name: Uuid::new_v4().to_string(),
+            model_used: None,
             status,
             prediction: prediction.into(),
             confidence,
@@ -155,6 +168,19 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn a_fallback_answer_is_counted_once_with_the_model_that_gave_it() {
+        let mut a = analysis(AnalysisStatus::Completed, "FAKE", 0.9, None);
+        a.model_name = "A".into();
+        a.model_used = Some("B".into());
+        let mut b = analysis(AnalysisStatus::Completed, "FAKE", 0.9, None);
+        b.model_name = "B".into();
+        let mut c = analysis(AnalysisStatus::Completed, "REAL", 0.8, None);
+        c.model_name = "C".into();
+        let s = Summary::of(&[a, b, c]);
+        assert_eq!((s.completed, s.fake, s.real), (3, 1, 1));
     }
 
     #[test]

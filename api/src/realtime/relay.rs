@@ -10,6 +10,7 @@ use uuid::Uuid;
 use drishtiksha_common::db::media;
 use drishtiksha_common::time::format_ts;
 
+use super::outbox::{Events, Message, ProgressKey};
 use super::user_rooms;
 use crate::state::AppState;
 
@@ -58,9 +59,11 @@ impl Relay {
 
         let rooms = user_rooms(user_id);
         // An instance with no socket of this user has nothing to do.
-        if self.io.to(rooms.clone()).sockets().is_empty() {
+        let sockets = self.io.to(rooms.clone()).sockets();
+        if sockets.is_empty() {
             return;
         }
+        let mut events: Events = Vec::with_capacity(3);
         let progress = json!({
             "mediaId": media_id,
             "userId": user_id,
@@ -69,7 +72,7 @@ impl Relay {
             "data": data,
             "timestamp": format_ts(&Utc::now()),
         });
-        self.emit(&rooms, "progress_update", &progress).await;
+        events.push(("progress_update", progress.into()));
 
         let model = str_of(&data, "model_name");
         match (event, backend_run) {
@@ -79,7 +82,7 @@ impl Relay {
                     "filename": data.get("filename"), "status": "QUEUED", "mediaType": data.get("mediaType"),
                     "analysisRunId": run_id, "runNumber": data.get("runNumber"),
                 });
-                self.emit(&rooms, "media_uploaded", &payload).await;
+                events.push(("media_uploaded", payload.into()));
             }
             ("ANALYSIS_STARTED", Some(run_id)) => {
                 let run_number = self.run_number(media_id, run_id).await;
@@ -87,7 +90,7 @@ impl Relay {
                     "userId": user_id, "mediaId": media_id, "analysisRunId": run_id, "runNumber": run_number,
                     "modelName": model, "attempt": data.get("attempt"),
                 });
-                self.emit(&rooms, "analysis_started", &payload).await;
+                events.push(("analysis_started", payload.into()));
             }
             ("ANALYSIS_COMPLETED", Some(run_id)) => {
                 let payload = json!({
@@ -95,7 +98,7 @@ impl Relay {
                     "analysisId": data.get("analysisId"), "modelName": model,
                     "prediction": data.get("prediction"), "confidence": data.get("confidence"),
                 });
-                self.emit(&rooms, "analysis_completed", &payload).await;
+                events.push(("analysis_completed", payload.into()));
             }
             (_, Some(run_id)) if data.get("finalStatus").is_some() => {
                 let payload = json!({
@@ -104,21 +107,23 @@ impl Relay {
                     "totalModels": data.get("totalAnalyses"), "completedCount": data.get("completedAnalyses"),
                     "failedCount": data.get("failedAnalyses"), "errorMessage": data.get("errorMessage"),
                 });
-                self.emit(&rooms, "run_finalized", &payload).await;
+                events.push(("run_finalized", payload.into()));
                 self.runs.remove(media_id);
-                self.emit_media_update(&rooms, media_id).await;
+                if let Some(media) = self.media_update(media_id).await {
+                    events.push(("media_update", media.into()));
+                }
             }
             ("ANALYSIS_FAILED", Some(run_id)) if model.is_some() => {
                 let error = data.get("error_message").cloned().unwrap_or(Value::Null);
                 let failed = json!({
                     "userId": user_id, "mediaId": media_id, "analysisRunId": run_id, "modelName": model, "error": error,
                 });
-                self.emit(&rooms, "analysis_failed", &failed).await;
+                events.push(("analysis_failed", failed.into()));
                 let processing = json!({
                     "mediaId": media_id, "filename": data.get("filename"), "runId": run_id,
                     "modelName": model, "error": error,
                 });
-                self.emit(&rooms, "processing_error", &processing).await;
+                events.push(("processing_error", processing.into()));
             }
             (_, None) => {
                 if let (Some(model), Some(progress), Some(total)) = (
@@ -132,34 +137,38 @@ impl Relay {
                         "userId": user_id, "mediaId": media_id, "analysisRunId": run_id,
                         "modelName": model, "progress": percent,
                     });
-                    self.emit(&rooms, "analysis_progress", &payload).await;
+                    events.push(("analysis_progress", payload.into()));
                 }
             }
             _ => {}
         }
+        // ML progress (no runId) of one model: the kind of message the outboxes may coalesce.
+        let progress = match model {
+            Some(m) if backend_run.is_none() && event.ends_with("_PROGRESS") => {
+                Some(ProgressKey { media_id: media_id.to_string(), model: m.to_string() })
+            }
+            _ => None,
+        };
+        let message = Message { event: event.to_string(), media_id: media_id.to_string(), progress, events };
+        self.state.sockets.deliver(&sockets, message);
     }
 
-    /// Emits to the union of the user's two rooms, each socket once (a broadcast to several rooms
-    /// would reach a socket once per room it is in).
-    async fn emit(&self, rooms: &[String; 2], event: &str, payload: &Value) {
-        let [primary, alias] = rooms;
-        let first = self.io.to(primary.clone()).emit(event, payload).await;
-        let second = self.io.to(alias.clone()).except(primary.clone()).emit(event, payload).await;
-        match first.and(second) {
-            Ok(()) => drishtiksha_common::metrics::EVENTS_RELAYED.with_label_values(&[event]).inc(),
-            Err(e) => tracing::warn!(event, error = %e, "socket event not delivered"),
-        }
-    }
-
-    async fn emit_media_update(&self, rooms: &[String; 2], media_id: &str) {
-        let Ok(id) = Uuid::parse_str(media_id) else { return };
+    /// The media as `GET /media/:id` serves it, read now (after the event).
+    async fn media_update(&self, media_id: &str) -> Option<Value> {
+        let id = Uuid::parse_str(media_id).ok()?;
         match media::load_full(&self.state.db, id, None).await {
             Ok(Some(m)) => match serde_json::to_value(self.state.with_url(m).await) {
-                Ok(v) => self.emit(rooms, "media_update", &v).await,
-                Err(e) => tracing::warn!(error = %e, "media_update not serialised"),
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "media_update not serialised");
+                    None
+                }
             },
-            Ok(None) => {}
-            Err(e) => tracing::warn!(media.id = %id, error = %e, "media_update not sent: media not readable"),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(media.id = %id, error = %e, "media_update not sent: media not readable");
+                None
+            }
         }
     }
 

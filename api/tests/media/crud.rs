@@ -173,6 +173,7 @@ async fn get_media_returns_every_run_newest_first_with_analyses() {
             "id",
             "analysisRunId",
             "modelName",
+            "modelUsed",
             "status",
             "prediction",
             "confidence",
@@ -185,6 +186,7 @@ async fn get_media_returns_every_run_newest_first_with_analyses() {
         ]
     );
     assert_eq!(a["analysisRunId"], run1);
+    assert_eq!(a["modelUsed"], Value::Null);
     assert_eq!(a["prediction"], "N/A");
     assert_eq!(a["createdAt"], "2026-01-01T00:00:00.000Z");
 }

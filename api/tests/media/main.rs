@@ -5,6 +5,7 @@ mod crud;
 mod files;
 mod openapi;
 mod pipeline;
+mod results;
 mod s3;
 mod support;
 mod uploads;

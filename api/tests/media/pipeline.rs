@@ -13,6 +13,9 @@ use serde_json::Value;
 
 use crate::support::{Options, TestApi, json_of};
 
+/// A server put in front of the stand-in: gets its address, returns its own.
+pub(crate) type Front = fn(std::net::SocketAddr) -> futures::future::BoxFuture<'static, std::net::SocketAddr>;
+
 /// An api with a worker and an ML stand-in whose simulated models take `latency_scale` times
 /// their usual time (0: answer at once).
 pub(crate) struct Pipeline {
@@ -25,20 +28,41 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     pub(crate) async fn start(latency_scale: f64) -> Self {
+        Self::start_with(latency_scale, None, HashMap::new(), None).await
+    }
+
+    /// As [`Pipeline::start`], with the stand-in's catalogue (JSON) replaced, extra api/worker
+    /// environment, and optionally a `front` server started before the api and used as its ML
+    /// server (given the stand-in's address, it returns its own).
+    pub(crate) async fn start_with(
+        latency_scale: f64,
+        catalogue: Option<&str>,
+        extra: HashMap<String, String>,
+        front: Option<Front>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind stand-in");
-        let ml_addr = listener.local_addr().expect("addr");
+        let mut ml_addr = listener.local_addr().expect("addr");
         let channel = format!("media-progress-test-{}", uuid::Uuid::new_v4().simple());
         let mut ml = drishtiksha_standin::Config::new("test-ml-key");
         ml.latency_scale = latency_scale;
         ml.redis_url = Some(redis_url());
         ml.channel = channel.clone();
+        if let Some(c) = catalogue {
+            ml.catalogue =
+                drishtiksha_standin::catalogue::Catalogue::parse(c, drishtiksha_standin::catalogue::Format::Json)
+                    .expect("catalogue");
+        }
         tokio::spawn(drishtiksha_standin::serve_with_shutdown(ml, listener, std::future::pending()));
+        if let Some(front) = front {
+            ml_addr = front(ml_addr).await;
+        }
 
-        let extra_env = HashMap::from([
+        let mut extra_env = HashMap::from([
             ("SERVER_URL".to_string(), format!("http://{ml_addr}")),
             ("MEDIA_PROGRESS_CHANNEL_NAME".to_string(), channel.clone()),
             ("ML_RETRY_INITIAL_INTERVAL_S".to_string(), "1".to_string()),
         ]);
+        extra_env.extend(extra);
         let api = TestApi::spawn_with(Options { extra_env, ..Options::default() }).await;
         let config = WorkerConfig::from_source(&api.env).expect("worker config");
         let worker = tokio::task::spawn_blocking(move || drishtiksha_worker::spawn_worker(config))

@@ -151,11 +151,11 @@ async fn upload_one_byte_over_the_limit_is_413_and_leaves_nothing() {
     assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
     api.assert_nothing_stored().await;
 
-    // Exactly at the limit is accepted by the size rule (and then fails only to start).
+    // Exactly at the limit is accepted (its run waits for Temporal, which is away).
     let mut body = png_bytes();
     body.resize(limit as usize, 7);
     let (status, _) = json_of(api.upload(&token, "big.png", "image/png", body, None).await).await;
-    assert_eq!(status, 503);
+    assert_eq!(status, 202);
 }
 
 #[tokio::test]
@@ -294,16 +294,16 @@ async fn a_path_in_the_file_name_is_stripped_and_never_reaches_the_storage_key()
 }
 
 #[tokio::test]
-async fn upload_while_temporal_is_unreachable_keeps_the_media_and_fails_run_1_with_503() {
+async fn upload_while_temporal_is_unreachable_is_accepted_and_its_run_stays_queued() {
     let api = TestApi::without_temporal().await;
     let (_, token) = api.signup().await;
     let (status, v) = json_of(api.upload(&token, "clip.mp4", "application/mp4", mp4_like(4096), None).await).await;
-    assert_eq!(status, 503);
-    assert_error(&v, 503, "Media saved, but its analysis could not be started. Please re-run it later.", &[]);
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["data"]["status"], "QUEUED");
 
     let (media_id, media_status, key): (uuid::Uuid, String, String) =
         sqlx::query_as("SELECT id, status::text, storage_key FROM media").fetch_one(&api.db).await.expect("media row");
-    assert_eq!(media_status, "FAILED");
+    assert_eq!(media_status, "QUEUED");
     assert_eq!(key, format!("videos/{media_id}.mp4"));
     assert!(api.storage_dir.join(&key).is_file(), "file kept");
     let (run_status, error, completed): (String, Option<String>, bool) = sqlx::query_as(
@@ -312,23 +312,14 @@ async fn upload_while_temporal_is_unreachable_keeps_the_media_and_fails_run_1_wi
     .fetch_one(&api.db)
     .await
     .expect("run row");
-    assert_eq!(run_status, "FAILED");
-    assert_eq!(error.as_deref(), Some("Analysis could not be started"));
-    assert!(completed);
+    assert_eq!((run_status.as_str(), error, completed), ("QUEUED", None, false), "the run waits to be started");
 
-    // The media is visible, its run FAILED, and a re-run while Temporal is still away answers 503 too.
-    let (status, v) = api.get(&format!("/api/v1/media/{media_id}"), &token).await;
-    assert_eq!(status, 200);
-    assert_eq!(v["data"]["analysisRuns"][0]["status"], "FAILED");
+    // The queued run is the media's active run: a re-run is a conflict, not a second run.
     let (status, v) = api.post(&format!("/api/v1/media/{media_id}/analyze"), &token).await;
-    assert_eq!(status, 503);
-    assert_error(&v, 503, "Analysis could not be started. Please try again later.", &[]);
-    let (run2, error): (String, Option<String>) =
-        sqlx::query_as("SELECT status::text, error_message FROM analysis_runs WHERE run_number = 2")
-            .fetch_one(&api.db)
-            .await
-            .expect("run 2");
-    assert_eq!((run2.as_str(), error.as_deref()), ("FAILED", Some("Analysis could not be started")));
+    assert_eq!(status, 409);
+    assert_error(&v, 409, "An analysis run is already in progress for this media.", &[]);
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM analysis_runs").fetch_one(&api.db).await.expect("runs");
+    assert_eq!(runs, 1);
 }
 
 #[tokio::test]

@@ -25,7 +25,13 @@ impl SocketClient {
         Self::start_with(addr, token, transports, seconds, &[]).await
     }
 
-    /// Starts a client with more options of `client.mjs` (e.g. `--emit-bytes N`).
+    /// A slow reader: the client keeps its event loop busy for `busy_ms` after every event, like a
+    /// page that re-renders on each one.
+    pub async fn start_slow(addr: std::net::SocketAddr, token: &str, transports: &str, busy_ms: u32) -> Self {
+        Self::start_with(addr, Some(token), transports, 120, &["--busy-ms", &busy_ms.to_string()]).await
+    }
+
+    /// Starts a client with more options of `client.mjs` (e.g. `--emit-bytes N`, `--busy-ms N`).
     pub async fn start_with(
         addr: std::net::SocketAddr,
         token: Option<&str>,

@@ -131,6 +131,10 @@ pub struct Analysis {
     pub analysis_run_id: Uuid,
     /// The model that was requested.
     pub model_name: String,
+    /// The model that actually answered, when the ML server fell back to another one (`null`:
+    /// the requested model itself).
+    #[schema(required = true, example = json!(null))]
+    pub model_used: Option<String>,
     pub status: AnalysisStatus,
     /// `REAL` or `FAKE` once completed, `N/A` otherwise.
     #[schema(example = "FAKE")]
@@ -144,7 +148,8 @@ pub struct Analysis {
     /// `video`, `audio` or `image`, from the ML result.
     #[schema(required = true)]
     pub media_type: Option<String>,
-    /// The ML server's `data` object verbatim (completed), or `{ error, attempts, retryCount }` (failed).
+    /// The ML server's `data` object (completed), bounded as [`crate::payload`] describes (the full
+    /// answer: `GET /media/{id}/analyses/{analysisId}/result`), or `{ error, attempts, retryCount }` (failed).
     #[schema(required = true, value_type = Option<Object>)]
     pub result_payload: Option<Value>,
     #[serde(with = "crate::time::ts")]
@@ -474,8 +479,8 @@ async fn attach_analyses(db: &sqlx::PgPool, runs: Vec<RunRow>) -> Result<Vec<Run
     let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
     let analyses = sqlx::query_as!(
         Analysis,
-        r#"SELECT id, analysis_run_id, model_name, status AS "status: AnalysisStatus", prediction, confidence,
-                  error_message, processing_time, media_type, result_payload, created_at, updated_at
+        r#"SELECT id, analysis_run_id, model_name, model_used, status AS "status: AnalysisStatus", prediction,
+                  confidence, error_message, processing_time, media_type, result_payload, created_at, updated_at
            FROM deepfake_analyses WHERE analysis_run_id = ANY($1)
            ORDER BY created_at ASC, model_name ASC"#,
         &ids
@@ -483,7 +488,11 @@ async fn attach_analyses(db: &sqlx::PgPool, runs: Vec<RunRow>) -> Result<Vec<Run
     .fetch_all(db)
     .await?;
     let mut by_run: std::collections::HashMap<Uuid, Vec<Analysis>> = std::collections::HashMap::new();
-    for a in analyses {
+    for mut a in analyses {
+        // Rows written before payloads were bounded at write time.
+        if let Some(p) = a.result_payload.as_mut() {
+            crate::payload::bound(p);
+        }
         by_run.entry(a.analysis_run_id).or_default().push(a);
     }
     Ok(runs

@@ -231,6 +231,8 @@ pub async fn begin_attempt(
 /// A validated ML result, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelResult {
+    /// The model that produced the result when the ML server fell back to another one.
+    pub model_used: Option<String>,
     pub prediction: String,
     pub confidence: f64,
     pub processing_time: Option<f64>,
@@ -253,13 +255,14 @@ pub async fn complete_model(
     };
     let id = sqlx::query_scalar!(
         r#"INSERT INTO deepfake_analyses (id, analysis_run_id, model_name, status, prediction, confidence,
-                                          error_message, processing_time, media_type, result_payload, attempts)
-           VALUES ($1, $2, $3, 'COMPLETED', $4, $5, NULL, $6, $7, $8, $9)
+                                          error_message, processing_time, media_type, result_payload, attempts,
+                                          model_used)
+           VALUES ($1, $2, $3, 'COMPLETED', $4, $5, NULL, $6, $7, $8, $9, $10)
            ON CONFLICT ON CONSTRAINT deepfake_analyses_run_model_key DO UPDATE
              SET status = 'COMPLETED', prediction = EXCLUDED.prediction, confidence = EXCLUDED.confidence,
                  error_message = NULL, processing_time = EXCLUDED.processing_time,
                  media_type = EXCLUDED.media_type, result_payload = EXCLUDED.result_payload,
-                 attempts = GREATEST(deepfake_analyses.attempts, EXCLUDED.attempts)
+                 attempts = GREATEST(deepfake_analyses.attempts, EXCLUDED.attempts), model_used = EXCLUDED.model_used
            RETURNING id"#,
         Uuid::new_v4(),
         run_id,
@@ -269,7 +272,8 @@ pub async fn complete_model(
         result.processing_time,
         result.media_type,
         result.payload,
-        attempt
+        attempt,
+        result.model_used
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -301,13 +305,15 @@ pub struct FailedModel {
 }
 
 /// A final failure: the row FAILED with `message` and the `{error, attempts, retryCount}` payload;
-/// counts and run/media status in the same transaction. `None` when the run is missing or terminal
-/// or the row already finished.
+/// counts and run/media status in the same transaction. `attempts`: the calls that reached the ML
+/// server (`None` keeps the row's count, at least 1). `None` when the run is missing or terminal or
+/// the row already finished.
 pub async fn fail_model(
     pool: &PgPool,
     run_id: Uuid,
     model: &str,
     message: &str,
+    attempts: Option<i32>,
 ) -> Result<Option<FailedModel>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let Some(run) = lock_open_run(&mut tx, run_id).await? else {
@@ -316,14 +322,16 @@ pub async fn fail_model(
     let row = sqlx::query!(
         r#"UPDATE deepfake_analyses
            SET status = 'FAILED', prediction = 'N/A', confidence = 0, error_message = $3,
-               processing_time = NULL, media_type = NULL, attempts = GREATEST(attempts, 1),
-               result_payload = jsonb_build_object('error', $3::text, 'attempts', GREATEST(attempts, 1),
-                                                   'retryCount', GREATEST(attempts, 1) - 1)
+               processing_time = NULL, media_type = NULL, attempts = COALESCE($4, GREATEST(attempts, 1)),
+               result_payload = jsonb_build_object('error', $3::text,
+                                                   'attempts', COALESCE($4, GREATEST(attempts, 1)),
+                                                   'retryCount', GREATEST(COALESCE($4, GREATEST(attempts, 1)) - 1, 0))
            WHERE analysis_run_id = $1 AND model_name = $2 AND status IN ('PENDING', 'RUNNING')
            RETURNING id, attempts"#,
         run_id,
         model,
-        message
+        message,
+        attempts
     )
     .fetch_optional(&mut *tx)
     .await?;

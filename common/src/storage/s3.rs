@@ -156,12 +156,45 @@ impl S3Storage {
         match create.send().await {
             Ok(_) => {
                 tracing::info!(bucket, "S3 bucket created");
+                self.abort_stale_multipart_uploads().await;
                 Ok(())
             }
             // Another process created it at the same moment.
             Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou")) => Ok(()),
             Err(e) => Err(anyhow::anyhow!("{}", describe(&e)))
                 .with_context(|| format!("S3 bucket {bucket:?} does not exist and could not be created")),
+        }
+    }
+
+    /// Sets an `AbortIncompleteMultipartUpload` lifecycle rule (one day) on a bucket this process
+    /// created, so that uploads interrupted by a crash do not stay in the bucket forever.
+    /// Operators set the same rule on existing buckets (`docs/deploying.md`).
+    async fn abort_stale_multipart_uploads(&self) {
+        use aws_sdk_s3::types::{
+            AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule,
+            LifecycleRuleFilter,
+        };
+        let rule = LifecycleRule::builder()
+            .id("abort-incomplete-multipart-uploads")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder().days_after_initiation(1).build(),
+            )
+            .build();
+        let config = match rule.map(|r| BucketLifecycleConfiguration::builder().rules(r).build()) {
+            Ok(Ok(c)) => c,
+            _ => return,
+        };
+        let result = self
+            .client
+            .put_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .lifecycle_configuration(config)
+            .send()
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(bucket = %self.bucket, error = %describe(&e), "lifecycle rule for interrupted uploads not set");
         }
     }
 
@@ -198,6 +231,45 @@ impl S3Storage {
         self.size(key).await?;
         self.client.delete_object().bucket(&self.bucket).key(object).send().await.map_err(remote)?;
         Ok(())
+    }
+
+    /// Lists the objects under `prefix/` page by page and deletes them in batches.
+    pub(super) async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let folder = format!("{}/", Self::object_key(prefix)?);
+        let mut deleted = 0;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&folder)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(remote)?;
+            let ids: Vec<ObjectIdentifier> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+                .collect();
+            if !ids.is_empty() {
+                let n = ids.len();
+                let delete = Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| StorageError::Remote(e.to_string()))?;
+                self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await.map_err(remote)?;
+                deleted += n;
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(deleted),
+            }
+        }
     }
 
     pub(super) async fn size(&self, key: &str) -> Result<u64, StorageError> {

@@ -105,7 +105,12 @@ impl Drop for Standin {
 }
 
 pub async fn spawn_standin(config: StandinConfig) -> Standin {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+    spawn_standin_on(config, 0).await
+}
+
+/// A stand-in on a given port (0: any free port), e.g. to start it again where it was.
+pub async fn spawn_standin_on(config: StandinConfig, port: u16) -> Standin {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind the stand-in's port");
     let addr = listener.local_addr().expect("local address");
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -117,6 +122,40 @@ pub async fn spawn_standin(config: StandinConfig) -> Standin {
         }
     });
     Standin { url: format!("http://{addr}"), stop: Some(stop) }
+}
+
+/// A stand-in configuration from its command-line flags (with the test key).
+pub fn standin_with(flags: &[&str]) -> StandinConfig {
+    let mut args = vec!["--api-key", ML_KEY];
+    args.extend_from_slice(flags);
+    match StandinConfig::parse(args.iter().map(|a| a.to_string()), |_: &str| None).expect("valid stand-in flags") {
+        drishtiksha_standin::Command::Run(config) => *config,
+        other => panic!("stand-in flags do not run it: {other:?}"),
+    }
+}
+
+/// A JSON `GET` of one of the stand-in's endpoints (with the test key).
+pub async fn standin_json(base: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .header("X-API-Key", ML_KEY)
+        .send()
+        .await
+        .expect("stand-in answers")
+        .json()
+        .await
+        .expect("stand-in JSON")
+}
+
+/// The stand-in's `/analyze` log entries with status 200 for one media.
+pub async fn successful_calls(base: &str, media_id: uuid::Uuid) -> Vec<Value> {
+    let log = standin_json(base, "/__standin/requests").await;
+    log.as_array()
+        .expect("request log")
+        .iter()
+        .filter(|e| e["mediaId"] == media_id.to_string() && e["status"] == 200)
+        .cloned()
+        .collect()
 }
 
 /// The stand-in's defaults with the test key and no latency.
@@ -152,12 +191,7 @@ async fn start_dev_server() -> (WorkflowEnvironment<LocalServer>, u16) {
                 .server_executable(EphemeralExe::ExistingPath(temporal_cli().to_string_lossy().into_owned()))
                 .port(port)
                 .log_level(DevServerLogLevel::Error)
-                .extra_args(
-                    drishtiksha_testkit::SEARCH_ATTRIBUTES
-                        .iter()
-                        .flat_map(|a| ["--search-attribute".to_string(), a.to_string()])
-                        .collect(),
-                )
+                .extra_args(drishtiksha_testkit::dev_server_args())
                 .build(),
         )
         .await;
@@ -173,8 +207,13 @@ async fn start_dev_server() -> (WorkflowEnvironment<LocalServer>, u16) {
 impl Pipeline {
     /// Everything but the worker; `standin` `None` points the worker at a port nobody serves.
     pub async fn new(standin: Option<StandinConfig>) -> Self {
+        let database = fresh_database().await.expect("fresh database");
+        Self::with_database(standin, database).await
+    }
+
+    /// Everything but the worker, on a given (migrated) database.
+    pub async fn with_database(standin: Option<StandinConfig>, (db_url, pool): (String, PgPool)) -> Self {
         let (env, port) = start_dev_server().await;
-        let (db_url, pool) = fresh_database().await.expect("fresh database");
         let redis = RedisServer::start().expect("redis-server starts");
         let (standin, ml_url) = match standin {
             Some(config) => {
@@ -205,7 +244,16 @@ impl Pipeline {
             ml_url,
             storage_root,
             task_queue: format!("media-analysis-{}", Uuid::new_v4().simple()),
-            overrides: HashMap::from([("ML_RETRY_INITIAL_INTERVAL_S".to_string(), "50ms".to_string())]),
+            overrides: HashMap::from(
+                [
+                    ("ML_RETRY_INITIAL_INTERVAL_S", "50ms"),
+                    // A stopped ML server is waited for this long before its models fail.
+                    ("ML_UNAVAILABLE_WAIT", "2s"),
+                    ("ML_HEARTBEAT_TIMEOUT", "5s"),
+                    ("WORKER_SHUTDOWN_GRACE", "5s"),
+                ]
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+            ),
             worker: None,
             user_id,
         }

@@ -1,0 +1,237 @@
+//! Durable intake with the real `api` and `worker` binaries: uploads are accepted while Temporal
+//! is away and analysed once it is back (a worker restarted meanwhile keeps waiting instead of
+//! exiting); an api killed mid-upload leaves no partial file after its next start.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use drishtiksha_testkit::{RedisServer, TemporalDevServer, base_env, eventually, free_port, fresh_database};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+const ML_KEY: &str = "durability-ml-key";
+const CATALOGUE: &str = r#"[{"name": "IMG-ONLY", "isImage": true, "profile": "image-generic", "latency_ms": 200}]"#;
+
+fn spawn(bin: &Path, env: &HashMap<String, String>, logs: &Path, name: &str) -> Child {
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log"))).expect("log file");
+    Command::new(bin)
+        .envs(env)
+        .current_dir(logs)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
+}
+
+fn worker_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_api")).with_file_name("worker");
+    assert!(path.exists(), "{} is missing: build it with `cargo build -p drishtiksha-worker`", path.display());
+    path
+}
+
+struct Stack {
+    logs: PathBuf,
+    storage: PathBuf,
+    env: HashMap<String, String>,
+    api: SocketAddr,
+    db: sqlx::PgPool,
+    _redis: RedisServer,
+}
+
+impl Stack {
+    async fn new(temporal: &TemporalDevServer) -> Self {
+        let logs = std::env::temp_dir().join(format!("drishtiksha-durability-test-{}", Uuid::new_v4().simple()));
+        let storage = logs.join("media");
+        std::fs::create_dir_all(&storage).expect("dirs");
+        let (db_url, db) = fresh_database().await.expect("database");
+        let redis = RedisServer::start().expect("redis");
+        let mut standin = drishtiksha_standin::Config::new(ML_KEY);
+        standin.catalogue =
+            drishtiksha_standin::catalogue::Catalogue::parse(CATALOGUE, drishtiksha_standin::catalogue::Format::Json)
+                .expect("catalogue");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let ml = listener.local_addr().expect("addr");
+        tokio::spawn(drishtiksha_standin::serve_with_shutdown(standin, listener, std::future::pending()));
+        let port = free_port();
+        let mut env = base_env(&db_url, &redis.url());
+        for (k, v) in [
+            ("SERVER_URL", format!("http://{ml}")),
+            ("SERVER_API_KEY", ML_KEY.to_string()),
+            ("TEMPORAL_ADDRESS", temporal.address()),
+            ("TEMPORAL_TASK_QUEUE", format!("durability-{}", Uuid::new_v4().simple())),
+            ("LOCAL_STORAGE_PATH", storage.to_string_lossy().into_owned()),
+            ("PORT", port.to_string()),
+            ("PUBLIC_BASE_URL", format!("http://127.0.0.1:{port}")),
+            ("RECONCILE_INTERVAL", "2s".to_string()),
+            ("RECONCILE_STALE_AFTER", "1s".to_string()),
+            ("STALE_UPLOAD_AGE", "0s".to_string()),
+            ("RUST_LOG", "info".to_string()),
+        ] {
+            env.insert(k.to_string(), v);
+        }
+        Self { logs, storage, env, api: SocketAddr::from(([127, 0, 0, 1], port)), db, _redis: redis }
+    }
+
+    fn start_api(&self) -> Child {
+        spawn(Path::new(env!("CARGO_BIN_EXE_api")), &self.env, &self.logs, "api")
+    }
+
+    fn start_worker(&self) -> Child {
+        spawn(&worker_binary(), &self.env, &self.logs, "worker")
+    }
+
+    async fn ready(&self, http: &reqwest::Client) {
+        let api = self.api;
+        eventually(Duration::from_secs(120), || async {
+            let r = http.get(format!("http://{api}/api/health")).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("api not up; logs in {}", self.logs.display()));
+    }
+
+    async fn signup(&self, http: &reqwest::Client) -> String {
+        let email = format!("durable-{}@example.com", Uuid::new_v4().simple());
+        let r = http
+            .post(format!("http://{}/api/v1/auth/signup", self.api))
+            .json(
+                &json!({"email": email, "password": "correct-horse-battery", "firstName": "Dee", "lastName": "Rable"}),
+            )
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.expect("json");
+        v["data"]["token"].as_str().expect("token").to_string()
+    }
+
+    fn partial_files(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut dirs = vec![self.storage.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".part")) {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.logs);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_accepted_while_temporal_is_away_and_analyzed_once_it_returns() {
+    const UPLOADS: usize = 20;
+    const OUTAGE: Duration = Duration::from_secs(60);
+    let mut temporal = TemporalDevServer::start_persistent().expect("temporal");
+    let stack = Stack::new(&temporal).await;
+    let _api = stack.start_api();
+    let mut worker = stack.start_worker();
+    let http = reqwest::Client::new();
+    stack.ready(&http).await;
+    let token = stack.signup(&http).await;
+
+    temporal.stop();
+    let stopped = Instant::now();
+    let mut media = Vec::new();
+    for i in 0..UPLOADS {
+        let png = drishtiksha_testkit::png_with_marker(&format!("durable-{i}"));
+        let part = reqwest::multipart::Part::bytes(png).file_name("face.png").mime_str("image/png").expect("mime");
+        let r = http
+            .post(format!("http://{}/api/v1/media", stack.api))
+            .bearer_auth(&token)
+            .multipart(reqwest::multipart::Form::new().part("media", part))
+            .send()
+            .await
+            .expect("upload");
+        let status = r.status();
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(status, 202, "upload {i} while Temporal is away: {v}");
+        assert_eq!(v["data"]["status"], "QUEUED");
+        media.push(v["data"]["id"].as_str().expect("id").to_string());
+    }
+    // A worker restarted while Temporal is away waits for it instead of exiting.
+    worker.kill().await.expect("kill worker");
+    let mut worker = stack.start_worker();
+    tokio::time::sleep(OUTAGE.saturating_sub(stopped.elapsed())).await;
+    assert!(worker.try_wait().expect("worker status").is_none(), "the worker is still running");
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM analysis_runs WHERE status = 'QUEUED'")
+        .fetch_one(&stack.db)
+        .await
+        .expect("count");
+    assert_eq!(queued, UPLOADS as i64, "every run waits, none failed");
+
+    temporal.restart().expect("Temporal starts again");
+    eventually(Duration::from_secs(180), || async {
+        let analyzed: i64 = sqlx::query_scalar("SELECT count(*) FROM analysis_runs WHERE status = 'ANALYZED'")
+            .fetch_one(&stack.db)
+            .await
+            .ok()?;
+        (analyzed == UPLOADS as i64).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("every run is analyzed after Temporal returns; logs in {}", stack.logs.display()));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM deepfake_analyses WHERE status = 'COMPLETED'")
+        .fetch_one(&stack.db)
+        .await
+        .expect("count");
+    assert_eq!(rows, UPLOADS as i64, "one row per run, no duplicates");
+    assert!(worker.try_wait().expect("worker status").is_none(), "the worker is still running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_killed_mid_upload_leaves_no_partial_file_after_its_next_start() {
+    let temporal = TemporalDevServer::start().expect("temporal");
+    let stack = Stack::new(&temporal).await;
+    let mut api = stack.start_api();
+    let http = reqwest::Client::new();
+    stack.ready(&http).await;
+    let token = stack.signup(&http).await;
+
+    // A large upload whose body stops half-way: the api has written part of it.
+    let boundary = "durabilityboundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; filename=\"big.png\"\r\nContent-Type: image/png\r\n\r\n"
+    );
+    let total = 8 * 1024 * 1024;
+    let mut stream = std::net::TcpStream::connect(stack.api).expect("connect");
+    write!(
+        stream,
+        "POST /api/v1/media HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        stack.api,
+        head.len() + total + boundary.len() + 8
+    )
+    .expect("headers");
+    stream.write_all(head.as_bytes()).expect("part head");
+    let mut png = drishtiksha_testkit::png_with_marker("partial");
+    png.resize(total / 2, 0);
+    stream.write_all(&png).expect("half the body");
+    stream.flush().expect("flush");
+    eventually(Duration::from_secs(30), || async { (!stack.partial_files().is_empty()).then_some(()) })
+        .await
+        .expect("the upload is being written");
+
+    api.kill().await.expect("kill api");
+    drop(stream);
+    assert!(!stack.partial_files().is_empty(), "the crash left a partial file");
+    let _api = stack.start_api();
+    stack.ready(&http).await;
+    eventually(Duration::from_secs(30), || async { stack.partial_files().is_empty().then_some(()) })
+        .await
+        .expect("the next start removes the partial file");
+}
