@@ -23,6 +23,7 @@ use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 static CHUNK: [u8; 64 * 1024] = [0x5a; 64 * 1024];
+const FTYP: &[u8] = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2";
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -90,7 +91,15 @@ async fn measure(
                 return None;
             }
             let n = (size - sent).min(CHUNK.len() as u64) as usize;
-            Some((Ok::<Bytes, std::io::Error>(Bytes::from_static(&CHUNK[..n])), sent + n as u64))
+            // The file starts like an MP4 (an `ftyp` box): the api checks content against the type.
+            let chunk = if sent == 0 && n >= FTYP.len() {
+                let mut first = FTYP.to_vec();
+                first.extend_from_slice(&CHUNK[FTYP.len()..n]);
+                Bytes::from(first)
+            } else {
+                Bytes::from_static(&CHUNK[..n])
+            };
+            Some((Ok::<Bytes, std::io::Error>(chunk), sent + n as u64))
         });
         let part = Part::stream_with_length(reqwest::Body::wrap_stream(chunks), size)
             .file_name("bench.mp4")

@@ -82,10 +82,85 @@ pub fn str_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>,
     }
 }
 
-/// Whether text can be stored: PostgreSQL `text` cannot hold NUL characters, so a value with one
-/// is refused as invalid input instead of failing the write.
-pub fn is_storable_text(s: &str) -> bool {
-    !s.contains('\0')
+/// Format characters (Unicode category Cf, 16.0): invisible, or reordering the text around them
+/// (`invoice\u{202E}gnp.exe.png` shows as `invoice` + `exe.png` reversed). Never stored in names,
+/// descriptions or file names.
+const FORMAT_CHARS: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+/// Which line breaks a text may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// Names and file names: one line.
+    One,
+    /// Descriptions: `\n` and `\r` allowed.
+    Many,
+}
+
+/// Whether a character may be stored: no control character (Cc; tab aside, line breaks where
+/// allowed; this also keeps NUL, which PostgreSQL `text` cannot hold, out) and no format character.
+pub fn is_allowed_char(c: char, lines: Lines) -> bool {
+    if c == '\t' || (lines == Lines::Many && matches!(c, '\n' | '\r')) {
+        return true;
+    }
+    !c.is_control() && !FORMAT_CHARS.iter().any(|(from, to)| (*from..=*to).contains(&c))
+}
+
+/// Text as it is stored: NFC-normalised and trimmed of Unicode white space; `None` when it holds a
+/// character that [`is_allowed_char`] refuses.
+pub fn clean_text(s: &str, lines: Lines) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization;
+    let normal: String = s.nfc().collect();
+    let trimmed = normal.trim();
+    trimmed.chars().all(|c| is_allowed_char(c, lines)).then(|| trimmed.to_string())
+}
+
+/// The OpenAPI `pattern` of a text field (what [`clean_text`] accepts; `required`: at least one
+/// character that is not white space). The schemas spell these out as literals (utoipa takes no
+/// expressions there); a test checks that they are equal.
+pub fn text_pattern(lines: Lines, required: bool) -> String {
+    let escape = |c: char| {
+        let v = c as u32;
+        if v <= 0xFFFF { format!("\\u{v:04X}") } else { format!("\\U{v:08X}") }
+    };
+    let mut class = String::new();
+    let mut ranges: Vec<(char, char)> = vec![('\u{0}', '\u{8}')];
+    ranges.extend(if lines == Lines::Many {
+        vec![('\u{B}', '\u{C}'), ('\u{E}', '\u{1F}')]
+    } else {
+        vec![('\u{A}', '\u{1F}')]
+    });
+    ranges.push(('\u{7F}', '\u{9F}'));
+    ranges.extend_from_slice(FORMAT_CHARS);
+    for (from, to) in ranges {
+        class.push_str(&escape(from));
+        if to != from {
+            class.push('-');
+            class.push_str(&escape(to));
+        }
+    }
+    if required { format!("^[^{class}]*[^\\s{class}][^{class}]*$") } else { format!("^[^{class}]*$") }
 }
 
 /// Parses a path id; anything that is not a UUID is a validation failure with `message`.
@@ -106,5 +181,29 @@ impl<S: Send + Sync> FromRequestParts<S> for MediaId {
                 .map_err(|_| ApiError::validation_one("Invalid media id"))?;
         let raw = params.get("id").map(String::as_str).unwrap_or("");
         parse_id(raw, "Invalid media id").map(Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_normalised_trimmed_and_refused_with_invisible_or_reordering_characters() {
+        assert_eq!(clean_text("  Ada\u{3000}", Lines::One).as_deref(), Some("Ada"));
+        assert_eq!(clean_text("Cafe\u{301}", Lines::One).as_deref(), Some("Caf\u{e9}"));
+        assert_eq!(clean_text("a\tb", Lines::One).as_deref(), Some("a\tb"));
+        assert_eq!(clean_text("line 1\nline 2", Lines::Many).as_deref(), Some("line 1\nline 2"));
+        for bad in ["invoice\u{202E}gnp.exe.png", "\u{200B}", "a\u{0}b", "a\nb", "a\u{7}b", "x\u{E0041}", "\u{FEFF}a"] {
+            assert_eq!(clean_text(bad, Lines::One), None, "{bad:?}");
+        }
+        assert_eq!(clean_text("a\u{200D}b", Lines::Many), None);
+    }
+
+    #[test]
+    fn the_patterns_accept_what_the_rules_accept() {
+        assert!(text_pattern(Lines::One, true).starts_with("^[^\\u0000-\\u0008\\u000A-\\u001F\\u007F-\\u009F\\u00AD"));
+        assert!(text_pattern(Lines::Many, false).contains("\\u0000-\\u0008\\u000B-\\u000C\\u000E-\\u001F"));
+        assert!(text_pattern(Lines::One, false).contains("\\U000E0020-\\U000E007F"));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -20,6 +20,8 @@ const CSP: &str = "default-src 'self';base-uri 'self';font-src 'self' https: dat
 const EXPOSED: &str =
     "Content-Disposition, Retry-After, RateLimit-Policy, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset";
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Where the Socket.IO layer answers (§7.4).
+pub const SOCKET_IO_PATH: &str = "/socket.io";
 
 /// The allowed origins, normalised (`scheme://host[:port]`).
 #[derive(Clone)]
@@ -30,6 +32,9 @@ fn is_media_path(path: &str) -> bool {
 }
 
 /// CORS with credentials for the configured origins; files under `/media/` without credentials.
+///
+/// Hand-written: tower-http's `CorsLayer` answers preflights `200` (the contract fixes `204`) and
+/// sets a different `Vary`; the frontend and the tests rely on the contract's exact answers.
 pub async fn cors(State(origins): State<Origins>, req: Request, next: Next) -> Response {
     let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
     let allowed = origin
@@ -68,9 +73,62 @@ pub async fn cors(State(origins): State<Origins>, req: Request, next: Next) -> R
     resp
 }
 
+/// 403 of a cookie-authenticated unsafe request from a foreign origin.
+pub const CROSS_ORIGIN_REFUSED: &str = "Forbidden: cross-origin request refused.";
+
+/// Origins a cookie-authenticated unsafe request may come from: the frontend's and the api's own.
+#[derive(Clone)]
+pub struct TrustedOrigins(pub Arc<Vec<String>>);
+
+impl TrustedOrigins {
+    pub fn from_config(config: &drishtiksha_common::config::ApiConfig) -> Self {
+        let mut all = config.frontend_origins.clone();
+        all.extend(drishtiksha_common::config::parse_origin(
+            &config.common.public_base_url.origin().ascii_serialization(),
+        ));
+        Self(Arc::new(all))
+    }
+}
+
+/// The origin of a request: `Origin`, else the origin of `Referer`.
+fn request_origin(headers: &axum::http::HeaderMap) -> Option<String> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let from_referer = || {
+        let referer = headers.get(header::REFERER)?.to_str().ok()?;
+        Some(url::Url::parse(referer).ok()?.origin().ascii_serialization())
+    };
+    let raw = match origin {
+        Some(o) => o.to_string(),
+        None => from_referer()?,
+    };
+    drishtiksha_common::config::parse_origin(&raw)
+}
+
+/// Cross-site request forgery defence for cookie sessions: `SameSite=Lax` does not cover another
+/// port of the same host (same site), so an unsafe request authenticated by the cookie must come
+/// from a trusted origin (`Origin`, else `Referer`; neither is refused). Bearer-token requests
+/// carry no ambient credentials and are not checked. Hand-written: tower-http's CORS layer only
+/// decorates responses, it never refuses a request.
+pub async fn require_trusted_origin(State(trusted): State<TrustedOrigins>, req: Request, next: Next) -> Response {
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let by_cookie =
+        matches!(crate::auth::token_from_headers(req.headers()), Some((_, crate::auth::TokenSource::Cookie)));
+    if unsafe_method && by_cookie {
+        let origin = request_origin(req.headers());
+        if !origin.is_some_and(|o| trusted.0.contains(&o)) {
+            return ApiError::new(StatusCode::FORBIDDEN, CROSS_ORIGIN_REFUSED).into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// helmet's default headers; `/media/` files are cross-origin resources.
+///
+/// Hand-written: two of the values depend on the request path (CORP for `/media/`, `no-store` for
+/// `/api/v1`), which tower-http's `SetResponseHeaderLayer` cannot see (it is given the response only).
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let media = is_media_path(req.uri().path());
+    let api = req.uri().path() == "/api/v1" || req.uri().path().starts_with("/api/v1/");
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
@@ -88,12 +146,19 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     set(h, "x-frame-options", "SAMEORIGIN");
     set(h, "x-permitted-cross-domain-policies", "none");
     set(h, "x-xss-protection", "0");
+    // Responses under /api/v1 can carry tokens and private data: never stored by caches (§1.6).
+    if api {
+        h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    }
     h.remove(header::SERVER);
     h.remove("x-powered-by");
     resp
 }
 
 /// Echoes a sane client `X-Request-Id` or makes one, and runs the request in a span carrying it.
+///
+/// Hand-written: tower-http's `SetRequestIdLayer` keeps whatever id a client sends (any length,
+/// any header bytes) and logs it; this one replaces ids that are not short printable ASCII.
 pub async fn request_id(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -128,7 +193,7 @@ pub async fn method_not_allowed_envelope(req: Request, next: Next) -> Response {
     out
 }
 
-/// Marks fallback responses, so metrics do not label them by the (unbounded) requested path.
+/// Marks fallback responses: they are labelled as unmatched in the metrics.
 #[derive(Clone, Copy)]
 pub struct Unmatched;
 
@@ -138,32 +203,40 @@ pub async fn route_not_found() -> Response {
     resp
 }
 
-/// Counts requests by route and status and observes their latency.
-pub async fn http_metrics(req: Request, next: Next) -> Response {
-    let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
-    let started = std::time::Instant::now();
-    let resp = next.run(req).await;
-    let route = if resp.extensions().get::<Unmatched>().is_some() {
-        "unmatched".to_string()
-    } else {
-        drishtiksha_common::metrics::route_label(&path)
-    };
-    let status = resp.status().as_u16().to_string();
-    drishtiksha_common::metrics::HTTP_REQUESTS
-        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
-        .inc();
-    drishtiksha_common::metrics::HTTP_DURATION
-        .with_label_values(&[method.as_str(), route.as_str()])
-        .observe(started.elapsed().as_secs_f64());
+/// Route layer: hands the matched route template (`/api/v1/media/{id}`) to [`http_metrics`], which
+/// runs outside the router and so never sees the request's [`MatchedPath`].
+pub async fn expose_matched_path(req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(matched) = matched {
+        resp.extensions_mut().insert(matched);
+    }
     resp
 }
 
-/// `GET /metrics`: Prometheus text format; not rate-limited.
-#[utoipa::path(
-    get, path = "/metrics", tag = crate::openapi::TAG_HEALTH, summary = "Prometheus metrics",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)),
-)]
+/// Counts requests by route and status and observes their latency. Labels come from the code, never
+/// from the client: the route template that matched, `/socket.io` for the Socket.IO layer (which
+/// answers before routing), and one value for everything else; unknown methods share one label.
+pub async fn http_metrics(req: Request, next: Next) -> Response {
+    use drishtiksha_common::metrics::{HTTP_DURATION, HTTP_REQUESTS, UNMATCHED_ROUTE, method_label};
+    let method = method_label(req.method().as_str());
+    let socket_io = req.uri().path().starts_with(SOCKET_IO_PATH);
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let matched = resp.extensions().get::<MatchedPath>();
+    let route = match matched {
+        Some(m) => m.as_str(),
+        None if socket_io && resp.extensions().get::<Unmatched>().is_none() => SOCKET_IO_PATH,
+        None => UNMATCHED_ROUTE,
+    };
+    let status = resp.status().as_u16().to_string();
+    HTTP_REQUESTS.with_label_values(&[method, route, status.as_str()]).inc();
+    HTTP_DURATION.with_label_values(&[method, route]).observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// `GET /metrics` on the metrics address only (see [`crate::DEFAULT_METRICS_ADDR`]): Prometheus
+/// text format.
 pub async fn metrics() -> Response {
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],

@@ -13,9 +13,10 @@ pub mod openapi;
 pub mod pdf;
 pub mod ratelimit;
 pub mod realtime;
+pub mod server;
 pub mod state;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -48,7 +49,6 @@ pub fn routes(
         .routes(routes!(health::root))
         .routes(routes!(health::alive))
         .routes(routes!(health::ready))
-        .routes(routes!(http::metrics))
         .routes(routes!(openapi::get_openapi))
         .routes(routes!(openapi::get_docs_redirect))
         .routes(routes!(openapi::get_docs))
@@ -69,9 +69,12 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 pub fn app(state: AppState) -> (Router, socketioxide::SocketIo) {
     let (socket_layer, io) = realtime::layer(state.clone());
     let origins = http::Origins(Arc::new(state.config.frontend_origins.clone()));
+    let body_timeout = state.config.http_body_timeout;
     let limiter = from_fn_with_state(state.clone(), ratelimit::api_limiter);
-    let (router, _) = routes(|v1| v1.layer(limiter));
+    let csrf = from_fn_with_state(http::TrustedOrigins::from_config(&state.config), http::require_trusted_origin);
+    let (router, _) = routes(|v1| v1.layer(csrf).layer(limiter));
     let router = router
+        .route_layer(from_fn(http::expose_matched_path))
         .fallback(http::route_not_found)
         .with_state(state)
         .layer(socket_layer)
@@ -79,7 +82,8 @@ pub fn app(state: AppState) -> (Router, socketioxide::SocketIo) {
         .layer(from_fn_with_state(origins, http::cors))
         .layer(from_fn(http::security_headers))
         .layer(from_fn(http::request_id))
-        .layer(from_fn(http::http_metrics));
+        .layer(from_fn(http::http_metrics))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout));
     (router, io)
 }
 
@@ -107,6 +111,9 @@ pub async fn build_state(config: ApiConfig) -> anyhow::Result<AppState> {
     AppState::new(config, pool, redis, storage)
 }
 
+/// Where `/metrics` is served when `METRICS_ADDR` is not set: the loopback interface only. It is
+/// never served on the public port (it tells anyone the traffic of every route).
+pub const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100));
 /// Removes partial files of uploads interrupted by a crash: at start-up and every five minutes.
 fn spawn_partial_sweeper(storage: drishtiksha_common::storage::LocalStorage, older_than: std::time::Duration) {
     tokio::spawn(async move {
@@ -127,18 +134,23 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
     let (app, io) = app(state.clone());
     let metrics_server = match state.config.common.metrics_addr {
         Some(addr) => Some(spawn_metrics_listener(addr).await?),
-        None => None,
+        // Another process on this host (a second api, a test) may hold the default port: the api
+        // still serves, without /metrics. A configured address that cannot be bound is fatal.
+        None => spawn_metrics_listener(DEFAULT_METRICS_ADDR)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "metrics not served; set METRICS_ADDR"))
+            .ok(),
     };
+    let limits = server::Limits::from_config(&state.config);
     let progress = realtime::spawn_listener(io.clone(), state);
     tracing::info!(addr = %listener.local_addr()?, "api listening");
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Long-lived sockets would otherwise hold the graceful shutdown open.
-            io.close().await;
-        })
-        .await
-        .context("http server failed");
+    let result = server::serve(listener, app, limits, async move {
+        shutdown_signal().await;
+        // Long-lived sockets would otherwise hold the graceful shutdown open.
+        io.close().await;
+    })
+    .await
+    .context("http server failed");
     progress.abort();
     if let Some(m) = metrics_server {
         m.abort();
@@ -146,7 +158,7 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
     result
 }
 
-/// `/metrics` on a separate address (`METRICS_ADDR`), e.g. one only the monitoring network reaches.
+/// `/metrics` on its own address (`METRICS_ADDR`), e.g. one only the monitoring network reaches.
 pub async fn spawn_metrics_listener(addr: SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen for metrics on {addr}"))?;

@@ -3,7 +3,9 @@
 mod analysis;
 pub(crate) mod files;
 mod handlers;
+mod multipart;
 pub(crate) mod results;
+mod sniff;
 mod upload;
 
 use axum::Router;
@@ -24,7 +26,8 @@ pub const MEDIA_NOT_FOUND: &str = "Media not found or you do not have permission
 pub const RUN_NOT_FOUND: &str = "Analysis run not found or you do not have permission.";
 
 pub fn router() -> OpenApiRouter<AppState> {
-    // Uploads are streamed to storage and bounded by MAX_UPLOAD_BYTES, not by the JSON limit.
+    // Uploads are streamed to storage and bounded by MAX_UPLOAD_BYTES (plus a margin, see
+    // `multipart`), not by the JSON limit.
     let (schemas, paths, upload) = routes!(upload::upload_media);
     OpenApiRouter::new()
         .routes((schemas, paths, upload.layer(DefaultBodyLimit::disable())))

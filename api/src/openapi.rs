@@ -60,7 +60,7 @@ Live progress is pushed over Socket.IO at `/socket.io` (not described here).",
     modifiers(&SecuritySchemes),
     components(schemas(ErrorBody)),
     tags(
-        (name = TAG_HEALTH, description = "Liveness, readiness and metrics (not enveloped, not rate-limited)"),
+        (name = TAG_HEALTH, description = "Liveness and readiness (not enveloped, not rate-limited)"),
         (name = TAG_AUTH, description = "Accounts and credentials"),
         (name = TAG_MEDIA, description = "Uploads, media, analysis runs"),
         (name = TAG_MONITORING, description = "ML server status, processing queue, maintenance (ADMIN)"),
@@ -175,6 +175,21 @@ const TOO_MANY: Shared = Shared {
     },
 };
 
+const CROSS_ORIGIN: Shared = Shared {
+    name: "CrossOriginRefused",
+    status: "403",
+    response: || {
+        error_response(
+            "Authenticated by the `authToken` cookie, from an `Origin` (or `Referer`) that is not allowed; \
+             bearer-token requests are not checked.",
+            403,
+            crate::http::CROSS_ORIGIN_REFUSED,
+            &[],
+        )
+        .build()
+    },
+};
+
 const INTERNAL: Shared = Shared {
     name: "InternalError",
     status: "500",
@@ -197,12 +212,14 @@ const UNAVAILABLE: Shared = Shared {
 pub fn add_common_responses(doc: &mut Document) {
     {
         let components = doc.components.get_or_insert_with(Default::default);
-        for shared in [UNAUTHORIZED, VALIDATION, BODY_TOO_LARGE, NOT_JSON, TOO_MANY, INTERNAL, UNAVAILABLE] {
+        for shared in
+            [UNAUTHORIZED, VALIDATION, BODY_TOO_LARGE, NOT_JSON, TOO_MANY, CROSS_ORIGIN, INTERNAL, UNAVAILABLE]
+        {
             components.responses.insert(shared.name.to_string(), RefOr::T((shared.response)()));
         }
         for (path, item) in doc.paths.paths.iter_mut() {
             let v1 = path.starts_with("/api/v1/");
-            for op in operations(item) {
+            for (unsafe_method, op) in operations(item) {
                 let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 let json_body = op.request_body.as_ref().is_some_and(|b| match b {
                     RefOr::T(b) => b.content.contains_key("application/json"),
@@ -222,6 +239,9 @@ pub fn add_common_responses(doc: &mut Document) {
                 if authenticated {
                     add(UNAUTHORIZED);
                 }
+                if v1 && unsafe_method {
+                    add(CROSS_ORIGIN);
+                }
                 if v1 {
                     add(TOO_MANY);
                     add(INTERNAL);
@@ -232,10 +252,18 @@ pub fn add_common_responses(doc: &mut Document) {
     }
 }
 
-fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
-    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head]
-        .into_iter()
-        .filter_map(Option::as_mut)
+/// The operations of a path, each with whether its method is unsafe (changes state).
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = (bool, &mut Operation)> {
+    [
+        (false, &mut item.get),
+        (true, &mut item.put),
+        (true, &mut item.post),
+        (true, &mut item.delete),
+        (true, &mut item.patch),
+        (false, &mut item.head),
+    ]
+    .into_iter()
+    .filter_map(|(unsafe_method, op)| op.as_mut().map(|op| (unsafe_method, op)))
 }
 
 /// `data: null` (logout, password change).
@@ -344,4 +372,43 @@ pub async fn get_docs() -> Response {
 )]
 pub async fn get_docs_asset(Path(file): Path<String>) -> Response {
     viewer_file(&file)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::extract::{Lines, text_pattern};
+
+    /// Every `pattern` of a name or description property in the document.
+    fn text_patterns(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                    for (name, prop) in props {
+                        if let Some(p) = prop.get("pattern").and_then(|p| p.as_str()) {
+                            out.push((name.clone(), p.to_string()));
+                        }
+                    }
+                }
+                map.values().for_each(|v| text_patterns(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| text_patterns(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn text_field_patterns_are_the_ones_the_server_enforces() {
+        let doc: serde_json::Value = serde_json::from_str(super::document()).expect("json");
+        let mut found = Vec::new();
+        text_patterns(&doc, &mut found);
+        let names: Vec<_> = found.iter().filter(|(n, _)| n == "firstName" || n == "lastName").collect();
+        let descriptions: Vec<_> = found.iter().filter(|(n, _)| n == "description").collect();
+        assert_eq!((names.len(), descriptions.len()), (4, 2), "{found:?}");
+        for (_, p) in names {
+            assert_eq!(p, &text_pattern(Lines::One, true));
+        }
+        for (_, p) in descriptions {
+            assert_eq!(p, &text_pattern(Lines::Many, false));
+        }
+    }
 }

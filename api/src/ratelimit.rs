@@ -109,13 +109,6 @@ async fn increment(state: &AppState, key: &str, window: Duration) -> redis::Redi
     Ok((count, ttl.max(0) as u64))
 }
 
-async fn peek(state: &AppState, key: &str) -> redis::RedisResult<(u64, u64)> {
-    let mut conn = state.redis.conn().await?;
-    let (count, ttl): (Option<u64>, i64) =
-        redis::pipe().cmd("GET").arg(key).cmd("TTL").arg(key).query_async(&mut conn).await?;
-    Ok((count.unwrap_or(0), if ttl > 0 { ttl as u64 } else { 0 }))
-}
-
 /// Middleware: the API limiter on every request under `/api/v1`.
 pub async fn api_limiter(State(state): State<AppState>, ip: ClientIp, req: Request, next: Next) -> Response {
     let max = state.config.api_rate_limit_max;
@@ -136,38 +129,111 @@ pub async fn api_limiter(State(state): State<AppState>, ip: ClientIp, req: Reque
     if resp.headers().contains_key("ratelimit-policy") { resp } else { verdict.decorate(resp) }
 }
 
-/// The login limiter: failed logins (status ≥ 400) per IP and e-mail; checked before credentials.
-pub struct LoginLimiter<'a> {
-    state: &'a AppState,
-    key: String,
+const SIGNUP_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The signup limiter: valid signups per IP (each costs a password hash).
+pub async fn signup(state: &AppState, ip: &ClientIp) -> Verdict {
+    let max = state.config.signup_rate_limit_max;
+    match increment(state, &format!("rl:signup:{}", ip.0), SIGNUP_WINDOW).await {
+        Ok((count, reset)) => {
+            Verdict { max, window: SIGNUP_WINDOW, counted: Some((count, reset)), exceeded: count > max }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "signup limiter unavailable; signup allowed");
+            Verdict::open(max, SIGNUP_WINDOW)
+        }
+    }
 }
 
-impl<'a> LoginLimiter<'a> {
-    pub fn new(state: &'a AppState, ip: &ClientIp, email: &str) -> Self {
-        Self { state, key: format!("rl:login:{}:{}", ip.0, email.trim().to_lowercase()) }
+/// RESERVE: take one attempt of the window unless it is used up, and report the count and TTL.
+/// Reserving before the password is checked (rather than counting failures after it) is what makes
+/// the limit hold under concurrency: at most `max` attempts per window are ever verified.
+static RESERVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+          local ttl = redis.call('TTL', KEYS[1])
+          if n >= tonumber(ARGV[2]) then
+            if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+            return {n, ttl, 0}
+          end
+          n = redis.call('INCR', KEYS[1])
+          if n == 1 or ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+          return {n, ttl, 1}",
+    )
+});
+
+/// RELEASE: give back a reserved attempt that turned out not to be a failure.
+static RELEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+          if n > 0 then n = redis.call('DECR', KEYS[1]) end
+          local ttl = redis.call('TTL', KEYS[1])
+          return {n, ttl}",
+    )
+});
+
+/// A limiter of failed attempts (logins per IP and e-mail, password changes per user): each
+/// attempt reserves a slot of the window before the password is verified; a success gives it
+/// back. Once the window is used up, even a correct password is refused (429).
+pub struct AttemptLimiter<'a> {
+    state: &'a AppState,
+    key: String,
+    max: u64,
+    window: Duration,
+}
+
+impl<'a> AttemptLimiter<'a> {
+    /// The login limiter of §1.7.
+    pub fn login(state: &'a AppState, ip: &ClientIp, email: &str) -> Self {
+        let key = format!("rl:login:{}:{}", ip.0, email.trim().to_lowercase());
+        Self { state, key, max: LOGIN_MAX, window: LOGIN_WINDOW }
     }
 
-    pub async fn check(&self) -> Verdict {
-        match peek(self.state, &self.key).await {
-            Ok((count, reset)) => Verdict {
-                max: LOGIN_MAX,
-                window: LOGIN_WINDOW,
-                counted: Some((count, if count == 0 { LOGIN_WINDOW.as_secs() } else { reset })),
-                exceeded: count >= LOGIN_MAX,
+    /// Guesses of the current password on a password change, per user.
+    pub fn password_change(state: &'a AppState, user_id: uuid::Uuid) -> Self {
+        Self { state, key: format!("rl:password:{user_id}"), max: LOGIN_MAX, window: LOGIN_WINDOW }
+    }
+
+    /// Reserves one attempt (one Redis round trip). When the verdict is exceeded the attempt must
+    /// not be made.
+    pub async fn reserve(&self) -> Verdict {
+        let reserved: redis::RedisResult<(u64, i64, u8)> = async {
+            let mut conn = self.state.redis.conn().await?;
+            RESERVE.key(&self.key).arg(self.window.as_secs()).arg(self.max).invoke_async(&mut conn).await
+        }
+        .await;
+        match reserved {
+            Ok((count, ttl, granted)) => Verdict {
+                max: self.max,
+                window: self.window,
+                counted: Some((count, ttl.max(0) as u64)),
+                exceeded: granted == 0,
             },
             Err(e) => {
-                tracing::warn!(error = %e, "login limiter unavailable; attempt allowed");
-                Verdict::open(LOGIN_MAX, LOGIN_WINDOW)
+                tracing::warn!(error = %e, "attempt limiter unavailable; attempt allowed");
+                Verdict::open(self.max, self.window)
             }
         }
     }
 
-    pub async fn record_failure(&self, before: Verdict) -> Verdict {
-        match increment(self.state, &self.key, LOGIN_WINDOW).await {
-            Ok((count, reset)) => Verdict { counted: Some((count, reset)), ..before },
+    /// Gives back the attempt reserved by `reserved` (the attempt succeeded).
+    pub async fn release(&self, reserved: Verdict) -> Verdict {
+        if reserved.counted.is_none() || reserved.exceeded {
+            return reserved;
+        }
+        let released: redis::RedisResult<(u64, i64)> = async {
+            let mut conn = self.state.redis.conn().await?;
+            RELEASE.key(&self.key).invoke_async(&mut conn).await
+        }
+        .await;
+        match released {
+            Ok((count, ttl)) => {
+                let reset = if ttl > 0 { ttl as u64 } else { self.window.as_secs() };
+                Verdict { counted: Some((count, reset)), ..reserved }
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "login limiter unavailable; failure not counted");
-                before
+                tracing::warn!(error = %e, "attempt limiter unavailable; attempt not given back");
+                reserved
             }
         }
     }

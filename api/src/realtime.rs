@@ -13,8 +13,9 @@ use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 
-use drishtiksha_common::db::users;
+use axum::http::StatusCode;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use listener::spawn_listener;
@@ -40,12 +41,16 @@ fn token_of(auth: &Result<Value, impl std::fmt::Debug>) -> Option<&str> {
 /// Handshake (§7.4): token only from `auth.token`; the user must exist and be active.
 async fn authenticate(TryData(auth): TryData<Value>, State(state): State<AppState>) -> Result<(), HandshakeError> {
     let token = token_of(&auth).ok_or(HandshakeError("Authentication error: No token provided."))?;
-    let user_id = state.jwt.verify(token).map_err(|_| HandshakeError("Authentication error: Invalid token."))?;
-    match users::find_by_id(&state.db, user_id).await {
-        Ok(Some(u)) if u.is_active => Ok(()),
-        Ok(_) => Err(HandshakeError("Authentication error: User not found or inactive.")),
+    match crate::auth::load_session(&state, token).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(crate::auth::SessionError::Revoked)) | Err(ApiError { status: StatusCode::UNAUTHORIZED, .. }) => {
+            Err(HandshakeError("Authentication error: Invalid token."))
+        }
+        Ok(Err(crate::auth::SessionError::NoUser)) => {
+            Err(HandshakeError("Authentication error: User not found or inactive."))
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "socket handshake could not load the user");
+            tracing::warn!(error = ?e.source, "socket handshake could not load the user");
             Err(HandshakeError("Authentication error: User not found or inactive."))
         }
     }
@@ -69,13 +74,17 @@ async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(stat
     tracing::debug!(user.id = %user_id, socket.id = %socket.id, "socket connected");
 }
 
+/// Largest message a client may send (§7.4: 1 MB): the polling payload limit, and the WebSocket
+/// message limit the server enforces on the connection (see `server::ws_guard`).
+pub const MAX_MESSAGE: u64 = 1_000_000;
+
 /// The Socket.IO layer (path `/socket.io`, Engine.IO v4, polling and WebSocket).
 pub fn layer(state: AppState) -> (SocketIoLayer, SocketIo) {
     let (layer, io) = SocketIo::builder()
         .req_path("/socket.io")
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
-        .max_payload(1_000_000)
+        .max_payload(MAX_MESSAGE)
         // Sized for a burst of outcomes of many runs of one user (socketioxide's default is 128);
         // the outbox absorbs anything beyond.
         .max_buffer_size(state.config.socket_buffer)

@@ -205,6 +205,58 @@ async fn the_eleventh_failed_login_is_429_and_then_even_the_right_password_is_re
 }
 
 #[tokio::test]
+async fn thirty_concurrent_wrong_passwords_get_at_most_ten_verified_and_the_rest_429() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    app.signup(&email, PASSWORD).await;
+    let attempts = (0..30).map(|_| async {
+        app.post_json("/api/v1/auth/login", json!({"email": email, "password": "wrong-password"}))
+            .await
+            .status()
+            .as_u16()
+    });
+    let mut statuses = futures::future::join_all(attempts).await;
+    statuses.sort_unstable();
+    let verified = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((verified, limited), (10, 20), "{statuses:?}");
+    let r = app.post_json("/api/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
+    assert_eq!(r.status(), 429);
+}
+
+#[tokio::test]
+async fn a_successful_login_does_not_use_up_an_attempt() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    app.signup(&email, PASSWORD).await;
+    for _ in 0..12 {
+        let r = app.post_json("/api/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()), Some("10"));
+    }
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_on_a_password_change_are_limited_per_user() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.signup(&unique_email(), PASSWORD).await;
+    let put = |current: &'static str| {
+        app.http
+            .put(app.url("/api/v1/auth/profile/password"))
+            .bearer_auth(&token)
+            .json(&json!({"currentPassword": current, "newPassword": "new-password-1"}))
+            .send()
+    };
+    for i in 0..10 {
+        assert_eq!(put("not-my-password").await.expect("req").status(), 400, "guess {}", i + 1);
+    }
+    let (status, v) = body(put("not-my-password").await.expect("req")).await;
+    assert_eq!(status, 429);
+    assert_error(&v, 429, "Too many requests. Please try again after 10 minutes.");
+    assert_eq!(put(PASSWORD).await.expect("req").status(), 429);
+}
+
+#[tokio::test]
 async fn profile_requires_a_valid_token_of_an_existing_user() {
     let app = TestApp::spawn().await;
     let (user_id, token) = app.signup(&unique_email(), PASSWORD).await;
@@ -345,7 +397,7 @@ async fn password_change_needs_the_current_password_and_a_wrong_one_is_400_not_4
     .await;
     assert_eq!(status, 200);
     assert_eq!(v["message"], "Password updated successfully");
-    assert_eq!(v["data"], Value::Null);
+    assert!(v["data"]["token"].as_str().is_some_and(|t| t.starts_with("ey")), "{v}");
     let r = app.post_json("/api/v1/auth/login", json!({"email": email, "password": "new-password-1"})).await;
     assert_eq!(r.status(), 200);
     let r = app.post_json("/api/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
@@ -551,4 +603,220 @@ async fn limiters_fail_open_and_ready_names_redis_when_redis_is_down() {
     .await
     .expect("redis back");
     assert_eq!(ready["checks"]["postgres"], "ok");
+}
+
+#[tokio::test]
+async fn signups_past_the_per_address_limit_get_429_before_any_hashing() {
+    let app = TestApp::spawn_with(HashMap::from([("SIGNUP_RATE_LIMIT_MAX", "2".to_string())])).await;
+    app.signup(&unique_email(), PASSWORD).await;
+    app.signup(&unique_email(), PASSWORD).await;
+    let email = unique_email();
+    let r = app
+        .post_json(
+            "/api/v1/auth/signup",
+            json!({"email": email, "password": PASSWORD, "firstName": "A", "lastName": "B"}),
+        )
+        .await;
+    assert_eq!(r.headers().get("ratelimit-limit").and_then(|v| v.to_str().ok()), Some("2"));
+    let (status, v) = body(r).await;
+    assert_eq!(status, 429);
+    assert_error(&v, 429, "Too many requests. Please try again after 60 minutes.");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(n, 0);
+}
+
+async fn login_token(app: &TestApp, email: &str, password: &str) -> String {
+    let (status, v) =
+        body(app.post_json("/api/v1/auth/login", json!({"email": email, "password": password})).await).await;
+    assert_eq!(status, 200, "{v}");
+    v["data"]["token"].as_str().expect("token").to_string()
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_every_earlier_token_and_answers_a_fresh_one() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    let (_, signup_token) = app.signup(&email, PASSWORD).await;
+    let other_device = login_token(&app, &email, PASSWORD).await;
+    let (status, v) = body(
+        app.http
+            .put(app.url("/api/v1/auth/profile/password"))
+            .bearer_auth(&signup_token)
+            .json(&json!({"currentPassword": PASSWORD, "newPassword": "new-password-1"}))
+            .send()
+            .await
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let fresh = v["data"]["token"].as_str().expect("fresh token").to_string();
+    for old in [&signup_token, &other_device] {
+        let (status, v) = body(app.get_auth("/api/v1/auth/profile", old).await).await;
+        assert_eq!(status, 401);
+        assert_error(&v, 401, "Invalid access token.");
+    }
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &fresh).await.status(), 200);
+    // A login right after the change (same second) gets a token that works.
+    let after = login_token(&app, &email, "new-password-1").await;
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &after).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_password_change_made_with_the_cookie_sets_the_fresh_token_as_the_cookie() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    let (_, token) = app.signup(&email, PASSWORD).await;
+    let r = app
+        .http
+        .put(app.url("/api/v1/auth/profile/password"))
+        .header("cookie", format!("authToken={token}"))
+        .header("origin", "http://localhost:5173")
+        .json(&json!({"currentPassword": PASSWORD, "newPassword": "new-password-1"}))
+        .send()
+        .await
+        .expect("req");
+    let cookie = r.headers().get("set-cookie").expect("cookie").to_str().expect("ascii").to_string();
+    let (status, v) = body(r).await;
+    assert_eq!(status, 200);
+    let fresh = v["data"]["token"].as_str().expect("token");
+    assert!(cookie.starts_with(&format!("authToken={fresh};")), "{cookie}");
+}
+
+#[tokio::test]
+async fn logout_revokes_the_token_it_was_called_with_and_only_that_one() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    app.signup(&email, PASSWORD).await;
+    // The frontend's flow: login, use, logout, login again, use.
+    let first = login_token(&app, &email, PASSWORD).await;
+    // The claims are whole seconds and nothing else (§2.2): logins within one second get the same
+    // token. Another device's token is one from a later second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let other_device = loop {
+        let t = login_token(&app, &email, PASSWORD).await;
+        if t != first {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "every login gave the same token");
+    };
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &first).await.status(), 200);
+    let r = app.http.post(app.url("/api/v1/auth/logout")).bearer_auth(&first).send().await.expect("req");
+    assert_eq!(r.status(), 200);
+    let (status, v) = body(app.get_auth("/api/v1/auth/profile", &first).await).await;
+    assert_eq!(status, 401);
+    assert_error(&v, 401, "Invalid access token.");
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &other_device).await.status(), 200);
+    let again = login_token(&app, &email, PASSWORD).await;
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &again).await.status(), 200);
+
+    // With the cookie.
+    let r = app
+        .http
+        .post(app.url("/api/v1/auth/logout"))
+        .header("cookie", format!("authToken={again}"))
+        .header("origin", "http://localhost:5173")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 200);
+    let r = app.http.get(app.url("/api/v1/auth/profile")).header("cookie", format!("authToken={again}")).send();
+    assert_eq!(r.await.expect("req").status(), 401);
+    // Logging out twice, or with a revoked or bad token, is still a success.
+    let r = app.http.post(app.url("/api/v1/auth/logout")).bearer_auth(&first).send().await.expect("req");
+    assert_eq!(r.status(), 200);
+    let r = app.http.post(app.url("/api/v1/auth/logout")).bearer_auth("garbage").send().await.expect("req");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn every_api_v1_response_is_marked_no_store() {
+    let app = TestApp::spawn().await;
+    let email = unique_email();
+    app.signup(&email, PASSWORD).await;
+    let login = app.post_json("/api/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
+    let unknown = app.http.get(app.url("/api/v1/no-such-route")).send().await.expect("req");
+    let unauthorized = app.http.get(app.url("/api/v1/media")).send().await.expect("req");
+    for r in [login, unknown, unauthorized] {
+        assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"), "{}", r.url());
+    }
+}
+
+#[tokio::test]
+async fn cookie_authenticated_unsafe_requests_from_a_foreign_origin_are_403() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.signup(&unique_email(), PASSWORD).await;
+    let cookie = format!("authToken={token}");
+    let patch = |origin: Option<&str>, referer: Option<&str>, bearer: bool| {
+        let mut r = app.http.put(app.url("/api/v1/auth/profile")).json(&json!({"firstName": "Eve"}));
+        r = if bearer { r.bearer_auth(&token) } else { r.header("cookie", &cookie) };
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        if let Some(re) = referer {
+            r = r.header("referer", re);
+        }
+        async move { r.send().await.expect("req") }
+    };
+    // Another port of the same host is the same site: SameSite=Lax sends the cookie.
+    for (origin, referer) in [
+        (Some("http://localhost:5174"), None),
+        (Some("null"), None),
+        (None, Some("http://evil.example/page")),
+        (None, None),
+    ] {
+        let (status, v) = body(patch(origin, referer, false).await).await;
+        assert_eq!(status, 403, "{origin:?} {referer:?}");
+        assert_error(&v, 403, "Forbidden: cross-origin request refused.");
+    }
+    let (_, profile) = body(app.get_auth("/api/v1/auth/profile", &token).await).await;
+    assert_eq!(profile["data"]["firstName"], "Ada");
+    assert_eq!(patch(Some("http://localhost:5173"), None, false).await.status(), 200);
+    assert_eq!(patch(None, Some("http://127.0.0.1:5173/settings"), false).await.status(), 200);
+    // Bearer tokens carry no ambient authority.
+    assert_eq!(patch(Some("http://evil.example"), None, true).await.status(), 200);
+    // Safe methods are not checked.
+    let r =
+        app.http.get(app.url("/api/v1/auth/profile")).header("cookie", &cookie).header("origin", "http://evil.example");
+    assert_eq!(r.send().await.expect("req").status(), 200);
+    // Logout with the cookie from a foreign origin is refused too (and revokes nothing).
+    let r =
+        app.http.post(app.url("/api/v1/auth/logout")).header("cookie", &cookie).header("origin", "http://evil.example");
+    assert_eq!(r.send().await.expect("req").status(), 403);
+    assert_eq!(app.get_auth("/api/v1/auth/profile", &token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn names_with_invisible_or_reordering_characters_are_refused_and_others_are_normalised() {
+    let app = TestApp::spawn().await;
+    for (first, last, error) in [
+        ("\u{200B}", "Lovelace", "First name contains an invalid character"),
+        ("Ada", "Love\u{202E}ecal", "Last name contains an invalid character"),
+        ("A\u{7}da", "Lovelace", "First name contains an invalid character"),
+    ] {
+        let (status, v) = body(
+            app.post_json(
+                "/api/v1/auth/signup",
+                json!({"email": unique_email(), "password": PASSWORD, "firstName": first, "lastName": last}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 400, "{first:?} {last:?}");
+        assert_eq!(v["errors"], json!([error]));
+    }
+    // Unicode white space is trimmed and the name stored in NFC.
+    let (status, v) = body(
+        app.post_json(
+            "/api/v1/auth/signup",
+            json!({"email": unique_email(), "password": PASSWORD, "firstName": "\u{3000}Rene\u{301}\u{A0}", "lastName": "L"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["data"]["user"]["firstName"], "Ren\u{e9}");
 }

@@ -334,3 +334,31 @@ async fn the_listener_resubscribes_after_redis_restarts() {
     let events = events_until(&mut c, "after").await;
     assert_eq!(events.last().map(|(_, p)| p["event"].clone()), Some(json!("AFTER_RESTART")));
 }
+
+#[tokio::test]
+async fn a_websocket_message_over_1_mb_disconnects_the_client_and_one_under_it_does_not() {
+    let app = TestApp::spawn().await;
+    let (user_id, token) = app.signup(&unique_email(), "correct-horse").await;
+
+    let mut big =
+        SocketClient::start_with(app.addr, Some(&token), "websocket", 120, &["--emit-bytes", "2000000"]).await;
+    assert_eq!(big.next().await["kind"], "connect");
+    let next = big.next().await;
+    assert_eq!(next["kind"], "disconnect", "{next}");
+
+    let mut small =
+        SocketClient::start_with(app.addr, Some(&token), "websocket", 120, &["--emit-bytes", "500000"]).await;
+    assert_eq!(small.next().await["kind"], "connect");
+    // Still connected: it receives the relay's events.
+    until_subscribed(&app.redis_url, &mut small, &user_id).await;
+}
+
+#[tokio::test]
+async fn a_token_revoked_by_logout_is_refused_at_the_handshake() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.signup(&unique_email(), "correct-horse").await;
+    let r = app.http.post(app.url("/api/v1/auth/logout")).bearer_auth(&token).send().await.expect("logout");
+    assert_eq!(r.status(), 200);
+    let mut c = SocketClient::start(app.addr, Some(&token), "websocket").await;
+    assert_eq!(c.next().await, json!({"kind": "connect_error", "message": "Authentication error: Invalid token."}));
+}

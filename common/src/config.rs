@@ -248,6 +248,14 @@ pub struct ApiConfig {
     pub stale_upload_age: Duration,
     pub api_rate_limit_max: u64,
     pub api_rate_limit_window: Duration,
+    /// Signups (that pass validation) per IP and hour.
+    pub signup_rate_limit_max: u64,
+    /// Longest wait for a complete request head, also between keep-alive requests.
+    pub http_header_timeout: Duration,
+    /// Longest gap between two chunks of a request body.
+    pub http_body_timeout: Duration,
+    /// Open connections per process.
+    pub http_max_connections: usize,
     /// Progress events of one (media, model) reach a socket at most once per this window, the
     /// latest winning (`SOCKET_PROGRESS_WINDOW`, 150 ms; `0` relays every one).
     pub socket_progress_window: Duration,
@@ -443,6 +451,27 @@ impl CommonConfig {
     }
 }
 
+/// The placeholder of `.env.example`.
+const SAMPLE_JWT_SECRET: &str = "change-me-to-a-random-string-of-at-least-32-bytes";
+
+/// Why a JWT secret of the right length is still unfit: the sample value, or too little entropy
+/// (estimated from its byte frequencies: a repeated character or a short repeated pattern). A hex
+/// or base64 secret from a random generator is far above the bar.
+fn weak_jwt_secret(secret: &str) -> Option<&'static str> {
+    let lower = secret.to_ascii_lowercase();
+    if secret == SAMPLE_JWT_SECRET || lower.contains("change-me") || lower.contains("changeme") {
+        return Some("is the sample value of .env.example");
+    }
+    let mut counts = [0usize; 256];
+    for b in secret.bytes() {
+        counts[b as usize] += 1;
+    }
+    let n = secret.len() as f64;
+    let bits: f64 = counts.iter().filter(|c| **c > 0).map(|&c| -(c as f64 / n).log2() * c as f64).sum();
+    let distinct = counts.iter().filter(|c| **c > 0).count();
+    (distinct < 8 || bits < 96.0).then_some("is too predictable (too few distinct characters)")
+}
+
 impl ApiConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(&ProcessEnv)
@@ -454,6 +483,9 @@ impl ApiConfig {
         let jwt_secret = v.required("JWT_SECRET", "a random string of at least 32 bytes")?;
         if jwt_secret.len() < 32 {
             return Err(err("JWT_SECRET", format!("must be at least 32 bytes long, got {} bytes", jwt_secret.len())));
+        }
+        if let Some(reason) = weak_jwt_secret(&jwt_secret) {
+            return Err(err("JWT_SECRET", format!("{reason}; generate one, e.g. with `openssl rand -hex 32`")));
         }
         let jwt_expires_in = v.duration("JWT_EXPIRES_IN", Duration::from_secs(86_400))?;
         if jwt_expires_in.is_zero() {
@@ -478,6 +510,16 @@ impl ApiConfig {
             return Err(err("MAX_UPLOAD_BYTES", "must be a positive number of bytes"));
         }
         let api_rate_limit_max = v.parse("API_RATE_LIMIT_MAX", 20_000u64, "a positive integer")?;
+        let signup_rate_limit_max = v.parse("SIGNUP_RATE_LIMIT_MAX", 20u64, "a number of signups per hour and IP")?;
+        let http_header_timeout = v.duration("HTTP_HEADER_TIMEOUT", Duration::from_secs(30))?;
+        let http_body_timeout = v.duration("HTTP_BODY_TIMEOUT", Duration::from_secs(30))?;
+        if http_header_timeout.is_zero() || http_body_timeout.is_zero() {
+            return Err(err("HTTP_HEADER_TIMEOUT", "and HTTP_BODY_TIMEOUT must be positive durations"));
+        }
+        let http_max_connections = v.parse("HTTP_MAX_CONNECTIONS", 10_000usize, "a positive number of connections")?;
+        if http_max_connections == 0 {
+            return Err(err("HTTP_MAX_CONNECTIONS", "must be a positive number of connections"));
+        }
         let window = v.parse("API_RATE_LIMIT_WINDOW_S", 60u64, "a positive number of seconds")?;
         if window == 0 || api_rate_limit_max == 0 {
             return Err(err("API_RATE_LIMIT_WINDOW_S", "and API_RATE_LIMIT_MAX must be positive"));
@@ -498,6 +540,10 @@ impl ApiConfig {
             stale_upload_age: v.duration("STALE_UPLOAD_AGE", Duration::from_secs(3600))?,
             api_rate_limit_max,
             api_rate_limit_window: Duration::from_secs(window),
+            signup_rate_limit_max,
+            http_header_timeout,
+            http_body_timeout,
+            http_max_connections,
             socket_progress_window: v.duration("SOCKET_PROGRESS_WINDOW", Duration::from_millis(150))?,
             socket_buffer,
         })
@@ -579,6 +625,28 @@ mod tests {
     fn missing_database_url_names_the_variable() {
         let e = ApiConfig::from_source(&with("DATABASE_URL", None)).expect_err("must fail");
         assert_eq!(e.var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn sample_and_low_entropy_jwt_secrets_are_refused() {
+        for weak in [
+            SAMPLE_JWT_SECRET,
+            "please-changeme-0123456789abcdefghijklmnop",
+            &"a".repeat(64),
+            &"ab".repeat(32),
+            "passwordpasswordpasswordpassword",
+        ] {
+            let e = ApiConfig::from_source(&with("JWT_SECRET", Some(weak))).expect_err(weak);
+            assert_eq!(e.var, "JWT_SECRET");
+            assert!(!e.to_string().contains(weak), "{e}");
+        }
+        for strong in [
+            "0123456789abcdef0123456789abcdef",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "q0O3l1Yw5Zr8hK2pT6vX9bN4mC7sD1fG",
+        ] {
+            assert!(ApiConfig::from_source(&with("JWT_SECRET", Some(strong))).is_ok(), "{strong}");
+        }
     }
 
     #[test]

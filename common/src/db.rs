@@ -7,6 +7,7 @@ pub mod media;
 pub mod repair;
 pub mod reports;
 pub mod runs;
+pub mod tokens;
 pub mod users;
 
 use std::time::Duration;

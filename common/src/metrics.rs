@@ -108,18 +108,23 @@ pub fn render() -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
-/// Route label of a request path: ids collapsed so the label set stays small.
-pub fn route_label(path: &str) -> String {
-    if path.starts_with("/media/") {
-        return "/media/*key".to_string();
+/// Route label of requests that matched no route (unknown paths, wrong methods): one value, so that
+/// clients cannot add series by inventing paths.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Method label: the standard methods by name, every other method as one value (`OTHER`), so that
+/// clients cannot add series by inventing methods.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
     }
-    if path.starts_with("/socket.io") {
-        return "/socket.io".to_string();
-    }
-    path.split('/')
-        .map(|seg| if uuid::Uuid::parse_str(seg).is_ok() { ":id" } else { seg })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
@@ -167,15 +172,13 @@ pub static ML_ANSWERS_REUSED: LazyLock<IntCounter> = LazyLock::new(|| {
 
 #[cfg(test)]
 mod tests {
-    use super::route_label;
+    use super::method_label;
 
     #[test]
-    fn ids_are_collapsed_in_route_labels() {
-        assert_eq!(
-            route_label("/api/v1/media/3fa85f64-5717-4562-b3fc-2c963f66afa6/runs/3fa85f64-5717-4562-b3fc-2c963f66afa6"),
-            "/api/v1/media/:id/runs/:id"
-        );
-        assert_eq!(route_label("/media/videos/x.mp4"), "/media/*key");
-        assert_eq!(route_label("/api/v1/auth/login"), "/api/v1/auth/login");
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("DELETE"), "DELETE");
+        assert_eq!(method_label("XFOO"), "OTHER");
+        assert_eq!(method_label("get"), "OTHER");
     }
 }

@@ -79,6 +79,8 @@ pub fn base_env(database_url: &str, redis_url: &str) -> HashMap<String, String> 
         ("JWT_SECRET", "test-secret-0123456789abcdef0123456789"),
         ("SERVER_URL", "http://127.0.0.1:9"),
         ("SERVER_API_KEY", "test-ml-key"),
+        // Tests sign many users up from one address, several apps on one Redis.
+        ("SIGNUP_RATE_LIMIT_MAX", "1000000"),
         ("ML_CAPACITY", "8"),
     ]
     .into_iter()

@@ -60,7 +60,12 @@ impl JwtKeys {
     }
 
     pub fn issue(&self, user_id: Uuid, email: &str, role: UserRole) -> anyhow::Result<(String, Claims)> {
-        let iat = Utc::now().timestamp();
+        self.issue_at(user_id, email, role, Utc::now().timestamp())
+    }
+
+    /// A token issued at `iat`: after a password change, tokens are issued no earlier than the
+    /// change's cut-off, which may be up to a second ahead of the clock.
+    pub fn issue_at(&self, user_id: Uuid, email: &str, role: UserRole, iat: i64) -> anyhow::Result<(String, Claims)> {
         let claims = Claims {
             user_id,
             email: email.to_string(),
@@ -74,16 +79,42 @@ impl JwtKeys {
 
     /// Verifies signature, algorithm and expiry; returns the user id.
     pub fn verify(&self, token: &str) -> Result<Uuid, TokenError> {
+        self.verify_token(token).map(|t| t.user_id)
+    }
+
+    /// Verifies signature, algorithm and expiry; returns the claims revocation needs.
+    pub fn verify_token(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })?;
-        data.claims
+        let user_id = data
+            .claims
             .get("userId")
             .and_then(Value::as_str)
             .and_then(|s| Uuid::parse_str(s).ok())
-            .ok_or(TokenError::BadPayload)
+            .ok_or(TokenError::BadPayload)?;
+        // A token without `iat` predates every password change.
+        let iat = data.claims.get("iat").and_then(Value::as_i64).unwrap_or(0);
+        let exp = data.claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        Ok(VerifiedToken { user_id, iat, exp })
+    }
+}
+
+/// A token whose signature and expiry are good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub user_id: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+impl VerifiedToken {
+    /// The key under which a token is revoked: its SHA-256 (the token itself is never stored).
+    pub fn hash_of(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
     }
 }
 

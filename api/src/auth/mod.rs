@@ -9,11 +9,13 @@ use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 
 use drishtiksha_common::UserRole;
-use drishtiksha_common::db::users::{self, User};
+use drishtiksha_common::db::tokens;
+use drishtiksha_common::db::users::User;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
+pub use jwt::VerifiedToken;
 pub use routes::router;
 
 pub const COOKIE_NAME: &str = "authToken";
@@ -34,8 +36,19 @@ impl AuthUser {
 
 /// The bearer token, else the `authToken` cookie.
 pub fn token_from_parts(parts: &Parts) -> Option<String> {
-    let bearer = parts
-        .headers
+    token_from_headers(&parts.headers).map(|(token, _)| token)
+}
+
+/// Where a request's token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Bearer,
+    Cookie,
+}
+
+/// The bearer token, else the `authToken` cookie, and which of the two it was.
+pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<(String, TokenSource)> {
+    let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -44,7 +57,10 @@ pub fn token_from_parts(parts: &Parts) -> Option<String> {
             scheme.eq_ignore_ascii_case("bearer ").then(|| rest.trim().to_string())
         })
         .filter(|t| !t.is_empty());
-    bearer.or_else(|| cookie_token(&parts.headers))
+    match bearer {
+        Some(t) => Some((t, TokenSource::Bearer)),
+        None => cookie_token(headers).map(|t| (t, TokenSource::Cookie)),
+    }
 }
 
 fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {
@@ -59,13 +75,33 @@ fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// Why a token does not authenticate, once its signature and expiry are good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    /// Revoked by a logout or a password change.
+    Revoked,
+    /// The user is missing or inactive.
+    NoUser,
+}
+
+/// Loads the active user of a verified token, refusing revoked tokens (one query).
+pub async fn load_session(state: &AppState, token: &str) -> Result<Result<User, SessionError>, ApiError> {
+    let verified = state.jwt.verify_token(token).map_err(|e| ApiError::unauthorized(e.message()))?;
+    let hash = VerifiedToken::hash_of(token);
+    Ok(match tokens::find_session(&state.db, verified.user_id, &hash, verified.iat).await? {
+        Some(s) if s.revoked => Err(SessionError::Revoked),
+        Some(s) if s.user.is_active => Ok(s.user),
+        _ => Err(SessionError::NoUser),
+    })
+}
+
 /// Checks a token and loads its active user.
 pub async fn authenticate(state: &AppState, token: Option<&str>) -> Result<User, ApiError> {
     let token = token.ok_or_else(|| ApiError::unauthorized("Unauthorized: Access token is required."))?;
-    let user_id = state.jwt.verify(token).map_err(|e| ApiError::unauthorized(e.message()))?;
-    match users::find_by_id(&state.db, user_id).await? {
-        Some(u) if u.is_active => Ok(u),
-        _ => Err(ApiError::unauthorized("Invalid access token or user is inactive.")),
+    match load_session(state, token).await? {
+        Ok(user) => Ok(user),
+        Err(SessionError::Revoked) => Err(ApiError::unauthorized(jwt::TokenError::Invalid.message())),
+        Err(SessionError::NoUser) => Err(ApiError::unauthorized("Invalid access token or user is inactive.")),
     }
 }
 

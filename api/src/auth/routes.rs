@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -12,15 +12,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use drishtiksha_common::db::{self, users};
+use drishtiksha_common::db::{self, tokens, users};
 
 use super::password::{self, Verified};
-use super::{AuthUser, COOKIE_NAME};
+use super::{AuthUser, COOKIE_NAME, TokenSource, VerifiedToken, token_from_headers};
 use crate::envelope::{Success, ok, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, str_field};
+use crate::extract::{JsonBody, Lines, str_field};
 use crate::openapi::{Null, TAG_AUTH};
-use crate::ratelimit::{ClientIp, LoginLimiter};
+use crate::ratelimit::{self, AttemptLimiter, ClientIp};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -54,9 +54,17 @@ struct SignupRequest {
     email: String,
     #[schema(min_length = 8, max_length = 128)]
     password: String,
-    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*[^\s\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F][^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
+    )]
     first_name: String,
-    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*[^\s\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F][^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
+    )]
     last_name: String,
 }
 
@@ -77,9 +85,17 @@ struct LoginRequest {
 #[schema(example = json!({"firstName": "Ada", "lastName": "King"}))]
 #[allow(dead_code)]
 struct UpdateProfileRequest {
-    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*[^\s\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F][^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
+    )]
     first_name: Option<String>,
-    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*[^\s\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F][^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
+    )]
     last_name: Option<String>,
 }
 
@@ -140,21 +156,21 @@ fn check_name(
     errors: &mut Vec<String>,
 ) -> Option<String> {
     match v {
-        Ok(Some(s)) => {
-            let t = s.trim().to_string();
-            if t.is_empty() {
-                errors.push(format!("{label} is required"));
-                None
-            } else if t.chars().count() > 100 {
-                errors.push(format!("{label} must be at most 100 characters"));
-                None
-            } else if !crate::extract::is_storable_text(&t) {
+        Ok(Some(s)) => match crate::extract::clean_text(&s, Lines::One) {
+            None => {
                 errors.push(format!("{label} contains an invalid character"));
                 None
-            } else {
-                Some(t)
             }
-        }
+            Some(t) if t.is_empty() => {
+                errors.push(format!("{label} is required"));
+                None
+            }
+            Some(t) if t.chars().count() > 100 => {
+                errors.push(format!("{label} must be at most 100 characters"));
+                None
+            }
+            Some(t) => Some(t),
+        },
         Ok(None) if !required => None,
         _ => {
             errors.push(format!("{label} is required"));
@@ -163,7 +179,8 @@ fn check_name(
     }
 }
 
-/// Creates a `USER` account (no cookie is set).
+/// Creates a `USER` account (no cookie is set). Signups that pass validation are limited per IP
+/// (`SIGNUP_RATE_LIMIT_MAX` per hour, 20 by default).
 #[utoipa::path(
     post, path = "/signup", tag = TAG_AUTH, summary = "Sign up",
     request_body = SignupRequest,
@@ -172,7 +189,7 @@ fn check_name(
         (status = 409, description = "`User with this email already exists`", body = ErrorBody),
     ),
 )]
-async fn signup(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn signup(State(state): State<AppState>, ip: ClientIp, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let mut errors = Vec::new();
     let email = str_field(&body, "email").ok().flatten().and_then(|e| parse_email(&e));
     if email.is_none() {
@@ -186,6 +203,11 @@ async fn signup(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiR
         return Err(ApiError::validation(errors));
     };
 
+    // Each signup costs a password hash: limited per address.
+    let verdict = ratelimit::signup(&state, &ip).await;
+    if let Some(rejection) = verdict.rejection() {
+        return Ok(verdict.decorate(rejection));
+    }
     let hash = password::hash(pw).await?;
     let new = users::NewUser {
         id: Uuid::new_v4(),
@@ -203,7 +225,9 @@ async fn signup(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiR
     };
     let (token, _) = state.jwt.issue(user.id, &user.email, user.role)?;
     tracing::info!(user.id = %user.id, "account created");
-    Ok(with_status(StatusCode::CREATED, AuthResponse { user, token }, "User created successfully").into_response())
+    Ok(verdict.decorate(
+        with_status(StatusCode::CREATED, AuthResponse { user, token }, "User created successfully").into_response(),
+    ))
 }
 
 fn http_date(ts: DateTime<Utc>) -> String {
@@ -229,8 +253,8 @@ fn auth_cookie(state: &AppState, token: &str, exp: i64) -> String {
 )]
 async fn login(State(state): State<AppState>, ip: ClientIp, JsonBody(body): JsonBody) -> Response {
     let email_raw = str_field(&body, "email").ok().flatten().unwrap_or_default();
-    let limiter = LoginLimiter::new(&state, &ip, &email_raw);
-    let verdict = limiter.check().await;
+    let limiter = AttemptLimiter::login(&state, &ip, &email_raw);
+    let verdict = limiter.reserve().await;
     if let Some(rejection) = verdict.rejection() {
         return verdict.decorate(rejection);
     }
@@ -238,7 +262,8 @@ async fn login(State(state): State<AppState>, ip: ClientIp, JsonBody(body): Json
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    let verdict = if resp.status().as_u16() >= 400 { limiter.record_failure(verdict).await } else { verdict };
+    // A failure keeps its reserved attempt; a success gives it back.
+    let verdict = if resp.status().as_u16() >= 400 { verdict } else { limiter.release(verdict).await };
     verdict.decorate(resp)
 }
 
@@ -260,7 +285,7 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
     let row = users::find_with_hash_by_email(&state.db, &email).await?;
     let Some(row) = row else {
         // Same cost as a wrong password.
-        let _ = password::verify(pw, password::DUMMY_HASH.clone()).await;
+        password::verify(pw, password::DUMMY_HASH.clone()).await?;
         return Err(invalid());
     };
     let verified = password::verify(pw.clone(), row.password_hash.clone()).await?;
@@ -274,11 +299,13 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
                     tracing::warn!(user.id = %row.user.id, error = %e, "legacy password hash not upgraded");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "legacy password hash not upgraded"),
+            Err(e) => tracing::warn!(error = %e.message, "legacy password hash not upgraded"),
         }
     }
     let user = row.user;
-    let (token, claims) = state.jwt.issue(user.id, &user.email, user.role)?;
+    // Not before the cut-off of a password change made within the last second.
+    let iat = Utc::now().timestamp().max(tokens::tokens_valid_from(&state.db, user.id).await?);
+    let (token, claims) = state.jwt.issue_at(user.id, &user.email, user.role, iat)?;
     let cookie = auth_cookie(state, &token, claims.exp);
     let mut resp = ok(AuthResponse { user, token }, "Login successful").into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -287,7 +314,8 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
     Ok(resp)
 }
 
-/// Clears the cookie. Tokens are stateless and stay valid until they expire.
+/// Clears the cookie and revokes the token the request carries (bearer or cookie), if it is valid:
+/// later requests with it get 401. Other tokens of the user stay valid.
 #[utoipa::path(
     post, path = "/logout", tag = TAG_AUTH, summary = "Log out",
     responses(
@@ -295,7 +323,13 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
             headers(("Set-Cookie" = String, description = "`authToken=; …; Max-Age=0`"))),
     ),
 )]
-async fn logout(State(state): State<AppState>) -> Response {
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some((token, _)) = token_from_headers(&headers)
+        && let Ok(verified) = state.jwt.verify_token(&token)
+    {
+        let expires = DateTime::<Utc>::from_timestamp(verified.exp, 0).unwrap_or_else(Utc::now);
+        tokens::revoke(&state.db, &VerifiedToken::hash_of(&token), verified.user_id, expires).await?;
+    }
     let secure = if state.config.cookie_secure { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE_NAME}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
@@ -304,7 +338,7 @@ async fn logout(State(state): State<AppState>) -> Response {
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(SET_COOKIE, v);
     }
-    resp
+    Ok(resp)
 }
 
 #[utoipa::path(
@@ -347,16 +381,27 @@ async fn update_profile(
     Ok(ok(updated, "Profile updated successfully").into_response())
 }
 
-/// A wrong current password is a 400 (`Current password is incorrect`), never a 401.
+#[derive(Serialize, ToSchema)]
+struct PasswordChangedResponse {
+    /// A fresh token: every token issued before the change is revoked.
+    #[schema(example = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VySWQiOiIzZmE4In0.c2lnbmF0dXJl")]
+    token: String,
+}
+
+/// A wrong current password is a 400 (`Current password is incorrect`), never a 401; guesses are
+/// limited like logins (10 per 10 minutes, per user). Every token issued before the change is
+/// revoked, on every device; the answer carries a fresh one (also set as the cookie when the
+/// request came with the cookie).
 #[utoipa::path(
     put, path = "/profile/password", tag = TAG_AUTH, summary = "Change the caller's password",
     security(("bearerAuth" = []), ("cookieAuth" = [])),
     request_body = ChangePasswordRequest,
-    responses((status = 200, description = "`Password updated successfully`", body = Success<Null>)),
+    responses((status = 200, description = "`Password updated successfully`", body = Success<PasswordChangedResponse>)),
 )]
 async fn change_password(
     State(state): State<AppState>,
     user: AuthUser,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let mut errors = Vec::new();
@@ -369,16 +414,36 @@ async fn change_password(
     let (Some(current), Some(new_pw), true) = (current, new_pw, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
+    // Guesses of the current password are limited like logins, per user.
+    let limiter = AttemptLimiter::password_change(&state, user.id());
+    let verdict = limiter.reserve().await;
+    if let Some(rejection) = verdict.rejection() {
+        return Ok(verdict.decorate(rejection));
+    }
     let stored = users::password_hash(&state.db, user.id())
         .await?
         .ok_or_else(|| ApiError::unauthorized("Invalid access token or user is inactive."))?;
     if password::verify(current, stored).await? == Verified::No {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "Current password is incorrect"));
+        let wrong = ApiError::new(StatusCode::BAD_REQUEST, "Current password is incorrect");
+        return Ok(verdict.decorate(wrong.into_response()));
     }
+    limiter.release(verdict).await;
     let hash = password::hash(new_pw).await?;
-    users::set_password_hash(&state.db, user.id(), &hash).await?;
+    // Tokens carry whole seconds: the cut-off is the next second, so that every token issued up
+    // to now (this one included) falls before it, and the fresh token is issued at it.
+    let valid_from = Utc::now().timestamp() + 1;
+    if !tokens::change_password(&state.db, user.id(), &hash, valid_from).await? {
+        return Err(ApiError::unauthorized("Invalid access token or user is inactive."));
+    }
     tracing::info!(user.id = %user.id(), "password changed");
-    Ok(ok(Value::Null, "Password updated successfully").into_response())
+    let (token, claims) = state.jwt.issue_at(user.id(), &user.0.email, user.0.role, valid_from)?;
+    let from_cookie = matches!(token_from_headers(&headers), Some((_, TokenSource::Cookie)));
+    let cookie = from_cookie.then(|| auth_cookie(&state, &token, claims.exp));
+    let mut resp = ok(PasswordChangedResponse { token }, "Password updated successfully").into_response();
+    if let Some(v) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::{MEDIA_NOT_FOUND, RUN_NOT_FOUND};
 use crate::auth::AuthUser;
 use crate::envelope::{Success, ok, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, MediaId, is_storable_text, parse_id};
+use crate::extract::{JsonBody, Lines, MediaId, clean_text, parse_id};
 use crate::openapi::{Empty, TAG_MEDIA};
 use crate::state::AppState;
 
@@ -44,7 +44,10 @@ fn run_not_found() -> ApiError {
 #[schema(example = json!({"description": "Interview, second take"}))]
 #[allow(dead_code)] // describes the body; the handler reads it key by key for the contract's messages
 pub struct UpdateMediaRequest {
-    #[schema(max_length = 500, pattern = r"^[^\x00]*$")]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000B-\u000C\u000E-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
+    )]
     description: Option<String>,
 }
 
@@ -106,10 +109,10 @@ pub async fn update_media(
             ("description", Value::String(s)) if s.chars().count() > MAX_DESCRIPTION_CHARS => {
                 errors.push(format!("Description must be at most {MAX_DESCRIPTION_CHARS} characters"));
             }
-            ("description", Value::String(s)) if !is_storable_text(s) => {
-                errors.push(INVALID_DESCRIPTION.to_string());
-            }
-            ("description", Value::String(s)) => description = Some(Some(s.clone())),
+            ("description", Value::String(s)) => match clean_text(s, Lines::Many) {
+                Some(clean) => description = Some(Some(clean)),
+                None => errors.push(INVALID_DESCRIPTION.to_string()),
+            },
             ("description", _) => errors.push("Description must be a string or null".to_string()),
             (other, _) => errors.push(format!("Field '{other}' cannot be updated.")),
         }

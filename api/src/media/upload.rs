@@ -5,11 +5,15 @@
 //! starts (an unexpected file) end the request at once, the size limit ends it as soon as it is
 //! exceeded, and the rest are decided once the body has been read. A file is only written when
 //! its name and type are acceptable; whatever was written is removed on every error path.
+//!
+//! Nothing is read without a bound (see [`super::multipart`]): the whole body, each part's headers,
+//! and each text field. A text field past its bound ends the request at once: a description longer
+//! than any 500 characters can be is refused then, before the parts after it are seen.
 
-use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use multer::{Field, Multipart};
 use serde_json::json;
 use tracing::instrument;
 use uuid::Uuid;
@@ -21,10 +25,12 @@ use drishtiksha_common::storage::Upload;
 use drishtiksha_common::temporal::workflow_id;
 
 use super::analysis::{self, RunToStart};
+use super::multipart::{BodyProblem, UploadBody};
+use super::sniff;
 use crate::auth::AuthUser;
 use crate::envelope::{Success, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::is_storable_text;
+use crate::extract::{Lines, clean_text};
 use crate::openapi::TAG_MEDIA;
 use crate::state::AppState;
 
@@ -33,6 +39,8 @@ const MAX_FILENAME_BYTES: usize = 255;
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
 /// A description longer than this many bytes has more than 500 characters whatever its encoding.
 const DESCRIPTION_BYTE_CAP: usize = MAX_DESCRIPTION_CHARS * 4;
+/// Longest text field that is read and ignored.
+const IGNORED_FIELD_LIMIT: usize = 64 * 1024;
 
 fn file_required() -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "A file is required for upload.")
@@ -48,6 +56,17 @@ const INVALID_FILENAME: &str = "Filename contains an invalid character.";
 
 fn description_too_long() -> ApiError {
     ApiError::validation_one(format!("Description must be at most {MAX_DESCRIPTION_CHARS} characters"))
+}
+
+/// A body that cannot be read: too large for the upload limit, or malformed (§5.1).
+fn body_problem(e: &multer::Error, limit: u64) -> ApiError {
+    match BodyProblem::of(e) {
+        BodyProblem::TooLarge => too_large(limit),
+        BodyProblem::Malformed => {
+            tracing::debug!(error = %e, "malformed multipart body");
+            file_required()
+        }
+    }
 }
 
 fn filename_too_long() -> ApiError {
@@ -90,6 +109,8 @@ struct ReceivedFile {
     filename: String,
     declared_mime: String,
     size: u64,
+    /// The first bytes, for the content check.
+    head: Vec<u8>,
     stored: Option<Stored>,
 }
 
@@ -136,7 +157,10 @@ pub struct UploadMediaRequest {
     /// and their aliases) and the file name's extension must match it.
     #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
     media: Vec<u8>,
-    #[schema(max_length = 500, pattern = r"^[^\x00]*$")]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000B-\u000C\u000E-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
+    )]
     description: Option<String>,
 }
 
@@ -147,8 +171,8 @@ pub struct UploadMediaRequest {
     request_body(content = UploadMediaRequest, content_type = "multipart/form-data"),
     responses(
         (status = 202, description = "`Media uploaded and successfully queued for its first analysis run.` (the media without `user` and `analysisRuns`)", body = Success<Media>),
-        (status = 400, description = "`A file is required for upload.`, or `Validation failed` (unexpected file field, empty file, file name too long, description too long)", body = ErrorBody),
-        (status = 413, description = "`File too large. The maximum size is <N> MB.`", body = ErrorBody),
+        (status = 400, description = "`A file is required for upload.`, or `Validation failed` (unexpected file field, empty file, file name too long, description too long, `File content does not match its type '<mime>'.` when the file does not start like one of its declared type)", body = ErrorBody),
+        (status = 413, description = "`File too large. The maximum size is <N> MB.`, or `Request body too large.` (a text field other than `description` over 64 kB)", body = ErrorBody),
         (status = 415, description = "`Unsupported file type: '<mime>'. …` or `File extension '<ext>' does not match MIME type '<mime>'.`", body = ErrorBody),
         (status = 503, description = "A dependency the upload needs (database, storage) is unavailable; nothing of the upload is kept. (When only Temporal is away the upload is still accepted: 202, its run QUEUED and started once Temporal is back.)", body = ErrorBody),
     ),
@@ -157,9 +181,12 @@ pub struct UploadMediaRequest {
 pub async fn upload_media(
     State(state): State<AppState>,
     user: AuthUser,
-    multipart: Result<Multipart, MultipartRejection>,
+    UploadBody(multipart): UploadBody,
 ) -> ApiResult<Response> {
-    let multipart = multipart.map_err(|_| file_required())?;
+    let multipart = multipart.map_err(|problem| match problem {
+        BodyProblem::TooLarge => too_large(state.config.max_upload_bytes),
+        BodyProblem::Malformed => file_required(),
+    })?;
     let media_id = Uuid::new_v4();
     let accepted = receive(&state, multipart, media_id).await?;
     // From here on the work completes even if the client goes away, so a stored file never
@@ -171,7 +198,7 @@ pub async fn upload_media(
 }
 
 /// Reads the whole body, applying §5.1; on success the file is still pending in storage.
-async fn receive(state: &AppState, mut multipart: Multipart, media_id: Uuid) -> ApiResult<Accepted> {
+async fn receive(state: &AppState, mut multipart: Multipart<'static>, media_id: Uuid) -> ApiResult<Accepted> {
     let limit = state.config.max_upload_bytes;
     let mut received = Received::default();
     loop {
@@ -179,9 +206,8 @@ async fn receive(state: &AppState, mut multipart: Multipart, media_id: Uuid) -> 
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(e) => {
-                tracing::debug!(error = %e, "malformed multipart body");
                 received.discard().await;
-                return Err(file_required());
+                return Err(body_problem(&e, limit));
             }
         };
         let name = field.name().unwrap_or_default().to_string();
@@ -190,8 +216,8 @@ async fn receive(state: &AppState, mut multipart: Multipart, media_id: Uuid) -> 
         let step = match file_name {
             Some(_) if name != FILE_FIELD || received.file.is_some() => Err(unexpected_file(&name)),
             Some(raw) => receive_file(state, field, &raw, media_id, limit, &mut received).await,
-            None if name == "description" => receive_description(field, &mut received).await,
-            None => drain(field).await,
+            None if name == "description" => receive_description(field, limit, &mut received).await,
+            None => drain(field, limit).await,
         };
         if let Err(e) = step {
             received.discard().await;
@@ -207,15 +233,18 @@ async fn decide(received: Received) -> ApiResult<Accepted> {
         None => Some(file_required()),
         Some(f) if f.size == 0 => Some(ApiError::validation_one("Uploaded file is empty.")),
         Some(f) if f.filename.len() > MAX_FILENAME_BYTES => Some(filename_too_long()),
-        Some(f) if !is_storable_text(&f.filename) => Some(ApiError::validation_one(INVALID_FILENAME)),
+        Some(f) if clean_text(&f.filename, Lines::One).is_none() => Some(ApiError::validation_one(INVALID_FILENAME)),
         Some(_) if received.description_too_long => Some(description_too_long()),
-        Some(_) if received.description.as_deref().is_some_and(|d| !is_storable_text(d)) => {
+        Some(_) if received.description.as_deref().is_some_and(|d| clean_text(d, Lines::Many).is_none()) => {
             Some(ApiError::validation_one(INVALID_DESCRIPTION))
         }
         Some(f) => match accepted_type(&f.declared_mime) {
             None => Some(unsupported_type(&f.declared_mime)),
             Some(t) if !t.extensions.contains(&extension_of(&f.filename).as_str()) => {
                 Some(extension_mismatch(&f.filename, &f.declared_mime))
+            }
+            Some(t) if !sniff::content_matches(t.canonical_mime, &f.head) => {
+                Some(ApiError::validation_one(content_mismatch(t.canonical_mime)))
             }
             Some(_) => None,
         },
@@ -232,11 +261,16 @@ async fn decide(received: Received) -> ApiResult<Accepted> {
             key,
             accepted,
             filename: file.filename,
-            description: description.filter(|d| !d.is_empty()),
+            description: description.and_then(|d| clean_text(&d, Lines::Many)).filter(|d| !d.is_empty()),
         }),
         // Only parts with an acceptable name and type are stored, and those pass every rule above.
         None => Err(ApiError::internal(anyhow::anyhow!("accepted upload was not stored"))),
     }
+}
+
+/// The file does not start like a file of its declared type.
+fn content_mismatch(mime: &str) -> String {
+    format!("File content does not match its type '{mime}'.")
 }
 
 fn unsupported_type(declared: &str) -> ApiError {
@@ -258,17 +292,21 @@ fn extension_mismatch(filename: &str, declared: &str) -> ApiError {
 
 async fn receive_file(
     state: &AppState,
-    mut field: Field<'_>,
+    mut field: Field<'static>,
     raw_name: &str,
     media_id: Uuid,
     limit: u64,
     received: &mut Received,
 ) -> ApiResult<()> {
-    let filename = strip_path(raw_name).to_string();
-    let declared_mime = field.content_type().unwrap_or("application/octet-stream").to_string();
+    // Stored NFC-normalised and trimmed; a name with a refused character is kept as sent, and
+    // refused once the body has been read.
+    let filename = clean_text(strip_path(raw_name), Lines::One).unwrap_or_else(|| strip_path(raw_name).to_string());
+    let declared_mime = field.content_type().map_or("application/octet-stream".to_string(), |m| m.to_string());
     let ext = extension_of(&filename);
     let storable = accepted_type(&declared_mime).filter(|t| {
-        filename.len() <= MAX_FILENAME_BYTES && is_storable_text(&filename) && t.extensions.contains(&ext.as_str())
+        filename.len() <= MAX_FILENAME_BYTES
+            && clean_text(&filename, Lines::One).is_some()
+            && t.extensions.contains(&ext.as_str())
     });
     let stored = match storable {
         Some(accepted) => {
@@ -279,17 +317,19 @@ async fn receive_file(
         None => None,
     };
     let description_rejected = received.description_too_long;
-    let file = received.file.insert(ReceivedFile { filename, declared_mime, size: 0, stored });
+    let file = received.file.insert(ReceivedFile { filename, declared_mime, size: 0, head: Vec::new(), stored });
     loop {
         let chunk = match field.chunk().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => return Ok(()),
             Err(e) => {
                 tracing::debug!(error = %e, "upload body ended early");
-                return Err(file_required());
+                return Err(body_problem(&e, limit));
             }
         };
         file.size += chunk.len() as u64;
+        let wanted = sniff::HEAD_BYTES.saturating_sub(file.head.len()).min(chunk.len());
+        file.head.extend_from_slice(&chunk[..wanted]);
         if file.size > limit {
             // Problems that rank above the size limit and are already known still win.
             if file.filename.len() > MAX_FILENAME_BYTES {
@@ -306,36 +346,40 @@ async fn receive_file(
     }
 }
 
-/// Reads a description, keeping at most what can still be 500 characters.
-async fn receive_description(mut field: Field<'_>, received: &mut Received) -> ApiResult<()> {
+/// Reads a description; one longer than any 500 characters can be ends the request at once.
+async fn receive_description(mut field: Field<'static>, limit: u64, received: &mut Received) -> ApiResult<()> {
     let mut bytes = Vec::new();
-    let mut too_long = false;
     loop {
         match field.chunk().await {
             Ok(Some(chunk)) => {
-                if !too_long && bytes.len() + chunk.len() <= DESCRIPTION_BYTE_CAP {
-                    bytes.extend_from_slice(&chunk);
-                } else {
-                    too_long = true;
+                if bytes.len() + chunk.len() > DESCRIPTION_BYTE_CAP {
+                    return Err(description_too_long());
                 }
+                bytes.extend_from_slice(&chunk);
             }
             Ok(None) => break,
-            Err(_) => return Err(file_required()),
+            Err(e) => return Err(body_problem(&e, limit)),
         }
     }
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    received.description_too_long = too_long || text.chars().count() > MAX_DESCRIPTION_CHARS;
+    received.description_too_long = text.chars().count() > MAX_DESCRIPTION_CHARS;
     received.description = Some(text);
     Ok(())
 }
 
-/// Other text fields are ignored.
-async fn drain(mut field: Field<'_>) -> ApiResult<()> {
+/// Other text fields are ignored, up to [`IGNORED_FIELD_LIMIT`] bytes each.
+async fn drain(mut field: Field<'static>, limit: u64) -> ApiResult<()> {
+    let mut size = 0;
     loop {
         match field.chunk().await {
-            Ok(Some(_)) => {}
+            Ok(Some(chunk)) => {
+                size += chunk.len();
+                if size > IGNORED_FIELD_LIMIT {
+                    return Err(crate::extract::too_large());
+                }
+            }
             Ok(None) => return Ok(()),
-            Err(_) => return Err(file_required()),
+            Err(e) => return Err(body_problem(&e, limit)),
         }
     }
 }

@@ -27,6 +27,7 @@ async fn every_response_conforms_to_the_openapi_document() {
     let pipeline = Pipeline::start(0.0).await;
     let api = &pipeline.api;
     let (_, token) = api.signup().await;
+    let (_, logout_token) = api.signup().await;
     // The maintenance operations need an ADMIN; the role is assigned out of band (§2.4).
     sqlx::query("UPDATE users SET role = 'ADMIN'").execute(&api.db).await.expect("admin");
     let media = api.upload_png(&token).await;
@@ -59,6 +60,7 @@ async fn every_response_conforms_to_the_openapi_document() {
         // venv's Python and occasionally aborts an operation with an internal error.
         .args(["--generation-database", "none", "--workers", "1", "--request-timeout", "30"])
         .env("ST_TOKEN", &token)
+        .env("ST_LOGOUT_TOKEN", &logout_token)
         .env("ST_MEDIA_ID", &id)
         .env("ST_RUN_ID", &run_id)
         .env("ST_FILE_KEY", &key)

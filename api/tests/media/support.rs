@@ -69,6 +69,7 @@ impl TestApi {
             None => format!("127.0.0.1:{}", free_port()),
         };
         env.insert("TEMPORAL_ADDRESS".into(), address);
+        env.insert("METRICS_ADDR".into(), "127.0.0.1:0".into());
         if let Some(limit) = options.max_upload_bytes {
             env.insert("MAX_UPLOAD_BYTES".into(), limit.to_string());
         }
@@ -247,4 +248,11 @@ pub fn assert_timestamp(v: &Value) {
 
 pub fn keys(v: &Value) -> Vec<String> {
     v.as_object().expect("object").keys().cloned().collect()
+}
+
+/// `len` bytes that start like an MP4 (an `ftyp` box): enough for the upload's content check.
+pub fn mp4_like(len: usize) -> Vec<u8> {
+    let mut bytes = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2".to_vec();
+    bytes.resize(len.max(bytes.len()), 1);
+    bytes
 }

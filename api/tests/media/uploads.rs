@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::multipart::{Form, Part};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::support::{Options, Temporal, TestApi, assert_error, file_part, json_of, png_bytes};
+use crate::support::{Options, Temporal, TestApi, assert_error, file_part, json_of, mp4_like, png_bytes};
 
 const FILE_REQUIRED: &str = "A file is required for upload.";
 
@@ -152,7 +152,8 @@ async fn upload_one_byte_over_the_limit_is_413_and_leaves_nothing() {
     api.assert_nothing_stored().await;
 
     // Exactly at the limit is accepted (its run waits for Temporal, which is away).
-    let body = vec![7u8; limit as usize];
+    let mut body = png_bytes();
+    body.resize(limit as usize, 7);
     let (status, _) = json_of(api.upload(&token, "big.png", "image/png", body, None).await).await;
     assert_eq!(status, 202);
 }
@@ -296,7 +297,7 @@ async fn a_path_in_the_file_name_is_stripped_and_never_reaches_the_storage_key()
 async fn upload_while_temporal_is_unreachable_is_accepted_and_its_run_stays_queued() {
     let api = TestApi::without_temporal().await;
     let (_, token) = api.signup().await;
-    let (status, v) = json_of(api.upload(&token, "clip.mp4", "application/mp4", vec![1u8; 4096], None).await).await;
+    let (status, v) = json_of(api.upload(&token, "clip.mp4", "application/mp4", mp4_like(4096), None).await).await;
     assert_eq!(status, 202, "{v}");
     assert_eq!(v["data"]["status"], "QUEUED");
 
@@ -336,4 +337,128 @@ async fn upload_far_over_the_limit_is_answered_413_before_the_body_ends() {
     assert_eq!(status, 413);
     assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
     api.assert_nothing_stored().await;
+}
+
+/// A multipart body of `head` followed by `filler` bytes in 64 KiB chunks, counting what the
+/// server pulled; the request is answered when the server stops reading.
+async fn send_counted(api: &TestApi, token: &str, head: String, filler: u8, total: usize) -> (u16, Value, usize) {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CHUNK: usize = 64 * 1024;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let head = Bytes::from(head);
+    let chunks = futures::stream::iter(0..=total / CHUNK).map(move |i| {
+        let chunk = if i == 0 { head.clone() } else { Bytes::from(vec![filler; CHUNK]) };
+        counter.fetch_add(chunk.len(), Ordering::SeqCst);
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let r = api
+        .http
+        .post(api.url("/api/v1/media"))
+        .bearer_auth(token)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("the server answers before the body ends");
+    let (status, v) = json_of(r).await;
+    (status, v, sent.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_64_mib_part_header_is_refused_as_soon_as_it_passes_the_bound() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let head = "--XyZ\r\nContent-Disposition: form-data; name=\"media\"; filename=\"a.png\"\r\nX-Long: ".to_string();
+    let (status, v, sent) = send_counted(&api, &token, head, b'a', 64 << 20).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, FILE_REQUIRED, &[]);
+    // What was read is bounded (loopback socket buffers aside, a few MiB), not the whole header.
+    assert!(sent < 32 << 20, "{sent} bytes were pulled from the client");
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn a_200_mib_ignored_text_field_is_refused_413_without_being_read_to_the_end() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let head = "--XyZ\r\nContent-Disposition: form-data; name=\"notes\"\r\n\r\n".to_string();
+    let (status, v, sent) = send_counted(&api, &token, head, b'n', 200 << 20).await;
+    assert_eq!(status, 413);
+    assert_error(&v, 413, "Request body too large.", &[]);
+    assert!(sent < 32 << 20, "{sent} bytes were pulled from the client");
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn a_description_longer_than_500_characters_can_be_ends_the_request_at_once() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let head = "--XyZ\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\n".to_string();
+    let (status, v, sent) = send_counted(&api, &token, head, b'd', 200 << 20).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Description must be at most 500 characters"]);
+    assert!(sent < 32 << 20, "{sent} bytes were pulled from the client");
+}
+
+#[tokio::test]
+async fn many_small_ignored_fields_are_bounded_by_the_upload_limit_plus_a_margin() {
+    let limit = 1_048_576u64;
+    let api = TestApi::spawn_with(Options {
+        temporal: Temporal::Unreachable,
+        max_upload_bytes: Some(limit),
+        ..Options::default()
+    })
+    .await;
+    let (_, token) = api.signup().await;
+    let mut form = Form::new();
+    for i in 0..40 {
+        form = form.text(format!("f{i}"), "x".repeat(60_000));
+    }
+    let form = form.part("media", file_part("a.png", "image/png", png_bytes()));
+    let (status, v) = json_of(api.upload_form(&token, form).await).await;
+    assert_eq!(status, 413);
+    assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn markup_declared_as_an_image_or_a_video_is_400_and_stores_nothing() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let html = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>".to_vec();
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"#.to_vec();
+    for (name, mime, bytes) in
+        [("a.png", "image/png", html.clone()), ("b.mp4", "video/mp4", svg.clone()), ("c.jpg", "image/jpeg", svg)]
+    {
+        let (status, v) = json_of(api.upload(&token, name, mime, bytes, None).await).await;
+        assert_eq!(status, 400, "{name}");
+        assert_error(&v, 400, "Validation failed", &[&format!("File content does not match its type '{mime}'.")]);
+    }
+    api.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn file_names_and_descriptions_with_bidi_or_zero_width_characters_are_400() {
+    let api = TestApi::without_temporal().await;
+    let (_, token) = api.signup().await;
+    let (status, v) =
+        json_of(api.upload(&token, "invoice\u{202E}gnp.exe.png", "image/png", png_bytes(), None).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Filename contains an invalid character."]);
+    let (status, v) =
+        json_of(api.upload(&token, "a.png", "image/png", png_bytes(), Some("look\u{200B}here")).await).await;
+    assert_eq!(status, 400);
+    assert_error(&v, 400, "Validation failed", &["Description contains an invalid character"]);
+    api.assert_nothing_stored().await;
+    // Line breaks in a description are fine; it is stored trimmed.
+    let (status, v) =
+        json_of(api.upload(&token, "a.png", "image/png", png_bytes(), Some("  line 1\nline 2 ")).await).await;
+    // Accepted; Temporal is unreachable here, which the upload answers either way.
+    assert!(matches!(status, 202 | 503), "{v}");
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT description FROM media").fetch_one(&api.db).await.expect("row");
+    assert_eq!(stored.as_deref(), Some("line 1\nline 2"));
 }

@@ -38,7 +38,9 @@ impl TestApp {
 
     /// A second api process on the same database and Redis (a horizontally scaled peer).
     pub async fn spawn_peer(&self) -> (SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>) {
-        let config = ApiConfig::from_source(&self.env).expect("config");
+        let mut env = self.env.clone();
+        env.insert("METRICS_ADDR".into(), "127.0.0.1:0".into());
+        let config = ApiConfig::from_source(&env).expect("config");
         let state = drishtiksha_api::build_state(config).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -52,6 +54,8 @@ impl TestApp {
         env.insert("LOCAL_STORAGE_PATH".into(), storage_dir.to_string_lossy().into_owned());
         // No Temporal server is needed by these tests; nothing listens here.
         env.insert("TEMPORAL_ADDRESS".into(), format!("127.0.0.1:{}", drishtiksha_testkit::free_port()));
+        // `/metrics` is only served on its own address (see `metrics_url`).
+        env.insert("METRICS_ADDR".into(), format!("127.0.0.1:{}", drishtiksha_testkit::free_port()));
         for (k, v) in overrides {
             env.insert(k.to_string(), v);
         }
@@ -66,6 +70,21 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `/metrics` on the metrics address.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.env["METRICS_ADDR"])
+    }
+
+    /// The metrics text, once the metrics listener answers.
+    pub async fn metrics(&self) -> String {
+        let url = self.metrics_url();
+        drishtiksha_testkit::eventually(std::time::Duration::from_secs(10), || async {
+            self.http.get(&url).send().await.ok()?.text().await.ok()
+        })
+        .await
+        .expect("metrics listener")
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {

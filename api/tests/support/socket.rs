@@ -22,21 +22,22 @@ impl SocketClient {
 
     /// Starts a client that stays connected for at most `seconds`.
     pub async fn start_for(addr: std::net::SocketAddr, token: Option<&str>, transports: &str, seconds: u32) -> Self {
-        Self::start_with(addr, token, transports, seconds, 0).await
+        Self::start_with(addr, token, transports, seconds, &[]).await
     }
 
     /// A slow reader: the client keeps its event loop busy for `busy_ms` after every event, like a
     /// page that re-renders on each one.
     pub async fn start_slow(addr: std::net::SocketAddr, token: &str, transports: &str, busy_ms: u32) -> Self {
-        Self::start_with(addr, Some(token), transports, 120, busy_ms).await
+        Self::start_with(addr, Some(token), transports, 120, &["--busy-ms", &busy_ms.to_string()]).await
     }
 
-    async fn start_with(
+    /// Starts a client with more options of `client.mjs` (e.g. `--emit-bytes N`, `--busy-ms N`).
+    pub async fn start_with(
         addr: std::net::SocketAddr,
         token: Option<&str>,
         transports: &str,
         seconds: u32,
-        busy_ms: u32,
+        extra: &[&str],
     ) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/client.mjs");
         let mut cmd = Command::new("node");
@@ -45,12 +46,11 @@ impl SocketClient {
             transports,
             "--seconds",
             &seconds.to_string(),
-            "--busy-ms",
-            &busy_ms.to_string(),
         ]);
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
+        cmd.args(extra);
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true).spawn().expect("node");
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         Self { _child: child, lines }
