@@ -228,9 +228,11 @@ async fn two_apis_and_two_workers_finish_every_run_when_a_worker_dies_mid_batch(
     let store: Storage = s3.storage(&bucket).await.expect("store");
     let Storage::S3(store) = &store else { unreachable!("s3 store") };
     let keys = s3_object_keys(store).await.expect("objects");
-    assert_eq!(keys.iter().filter(|k| k.starts_with("media/")).count(), UPLOADS);
-    // And each model's answer, kept before it was recorded, once.
-    assert_eq!(keys.iter().filter(|k| k.starts_with("results/")).count(), UPLOADS * MODELS.len());
+    // Objects are keyed `media/<key>`: the uploads, and each model's answer (kept before it was
+    // recorded) under `results/`, once.
+    let answers = keys.iter().filter(|k| k.starts_with("media/results/")).count();
+    assert_eq!(keys.len() - answers, UPLOADS);
+    assert_eq!(answers, UPLOADS * MODELS.len());
 
     // Each user saw the final media_update of each of its own media, on whichever api it is.
     for (u, updates) in seen.iter().enumerate() {

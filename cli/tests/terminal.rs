@@ -72,8 +72,9 @@ async fn bars_render_and_update_in_a_terminal_while_results_piped_to_a_file_carr
     let s = Stack::start(CATALOGUE).await;
     let email = s.signup().await;
     s.login(&email).await;
-    // A large file gets an upload bar.
-    let mut big = vec![0u8; 48 << 20];
+    // A large file gets an upload bar (a real video's bytes first, as the api checks content).
+    let mut big = video();
+    big.resize(48 << 20, 0);
     big.extend_from_slice(b"big");
     let folder = s.folder("tty", &[("clip.mp4", video()), ("voice.wav", audio()), ("big.mp4", big)]);
     let results = s.dir.join("results.txt");
