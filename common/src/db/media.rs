@@ -368,6 +368,8 @@ pub async fn find_owned(db: impl PgExecutor<'_>, id: Uuid, user_id: Uuid) -> Res
 /// The full media object (with `user`, all runs `runNumber` DESC, each with its analyses), as
 /// `GET /media/:id` and the `media_update` event show it. `owner` restricts it to one user.
 pub async fn load_full(db: &sqlx::PgPool, id: Uuid, owner: Option<Uuid>) -> Result<Option<Media>, sqlx::Error> {
+    // One snapshot: the media's status and its runs' statuses are read as of the same moment.
+    let mut tx = snapshot(db).await?;
     let row = sqlx::query!(
         r#"SELECT m.id, m.filename, m.url, m.storage_key, m.mimetype, m.size, m.description,
                   m.status AS "status: RunStatus", m.media_type AS "media_type: MediaType", m.has_audio, m.metadata,
@@ -378,7 +380,7 @@ pub async fn load_full(db: &sqlx::PgPool, id: Uuid, owner: Option<Uuid>) -> Resu
         id,
         owner
     )
-    .fetch_optional(db)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some(r) = row else { return Ok(None) };
     let user = MediaUser { id: r.user_id, first_name: r.first_name, last_name: r.last_name, email: r.email };
@@ -406,15 +408,17 @@ pub async fn load_full(db: &sqlx::PgPool, id: Uuid, owner: Option<Uuid>) -> Resu
            FROM analysis_runs WHERE media_id = $1 ORDER BY run_number DESC"#,
         id
     )
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
     media.user = Some(user);
-    media.analysis_runs = Some(attach_analyses(db, runs).await?);
+    media.analysis_runs = Some(attach_analyses(&mut tx, runs).await?);
+    tx.commit().await?;
     Ok(Some(media))
 }
 
 /// The caller's media, `createdAt` DESC (ties: `id` DESC), each with `user` and its latest run.
 pub async fn list_for_user(db: &sqlx::PgPool, user_id: Uuid) -> Result<Vec<Media>, sqlx::Error> {
+    let mut tx = snapshot(db).await?;
     let rows = sqlx::query!(
         r#"SELECT m.id, m.filename, m.url, m.storage_key, m.mimetype, m.size, m.description,
                   m.status AS "status: RunStatus", m.media_type AS "media_type: MediaType", m.has_audio, m.metadata,
@@ -425,7 +429,7 @@ pub async fn list_for_user(db: &sqlx::PgPool, user_id: Uuid) -> Result<Vec<Media
            ORDER BY m.created_at DESC, m.id DESC"#,
         user_id
     )
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
     let latest_runs = sqlx::query_as!(
         RunRow,
@@ -437,10 +441,10 @@ pub async fn list_for_user(db: &sqlx::PgPool, user_id: Uuid) -> Result<Vec<Media
            ORDER BY r.media_id, r.run_number DESC"#,
         user_id
     )
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
     let mut latest: std::collections::HashMap<Uuid, Run> =
-        attach_analyses(db, latest_runs).await?.into_iter().map(|run| (run.media_id, run)).collect();
+        attach_analyses(&mut tx, latest_runs).await?.into_iter().map(|run| (run.media_id, run)).collect();
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -470,9 +474,17 @@ pub async fn list_for_user(db: &sqlx::PgPool, user_id: Uuid) -> Result<Vec<Media
         .collect())
 }
 
+/// A read-only transaction whose reads all see one snapshot of the database, so that a media's
+/// status, its runs and their analyses are consistent with each other.
+async fn snapshot(db: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    Ok(tx)
+}
+
 /// Loads the analyses of `runs` (ordered `createdAt` ASC, then `modelName` ASC), keeping the
 /// order of `runs`.
-async fn attach_analyses(db: &sqlx::PgPool, runs: Vec<RunRow>) -> Result<Vec<Run>, sqlx::Error> {
+async fn attach_analyses(db: &mut sqlx::PgConnection, runs: Vec<RunRow>) -> Result<Vec<Run>, sqlx::Error> {
     if runs.is_empty() {
         return Ok(Vec::new());
     }
@@ -485,7 +497,7 @@ async fn attach_analyses(db: &sqlx::PgPool, runs: Vec<RunRow>) -> Result<Vec<Run
            ORDER BY created_at ASC, model_name ASC"#,
         &ids
     )
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     let mut by_run: std::collections::HashMap<Uuid, Vec<Analysis>> = std::collections::HashMap::new();
     for mut a in analyses {
@@ -512,6 +524,7 @@ pub async fn find_run(
     run_id: Uuid,
     user_id: Uuid,
 ) -> Result<Option<Run>, sqlx::Error> {
+    let mut tx = snapshot(db).await?;
     let row = sqlx::query_as!(
         RunRow,
         r#"SELECT r.id, r.media_id, r.run_number, r.status AS "status: RunStatus", r.total_models, r.completed_count,
@@ -522,10 +535,10 @@ pub async fn find_run(
         media_id,
         user_id
     )
-    .fetch_optional(db)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    Ok(attach_analyses(db, vec![row]).await?.pop())
+    Ok(attach_analyses(&mut tx, vec![row]).await?.pop())
 }
 
 /// The workflow handle of one run of an owned media.
