@@ -671,24 +671,28 @@ pub async fn start_analysis(client: &Client, req: StartAnalysis<'_>) -> Result<(
     }
 }
 
+/// Starts a run's workflow; a workflow that already exists (an earlier try got through) counts
+/// as started.
+pub async fn start_run(client: &Client, task_queue: &str, run: &RunToStart) -> anyhow::Result<()> {
+    let request = StartAnalysis {
+        task_queue,
+        workflow_id: &run.workflow_id,
+        input: AnalysisInput { run_id: run.run_id, media_id: run.media_id, user_id: run.user_id },
+        media_type: run.media_type,
+        run_number: run.run_number,
+        filename: &run.filename,
+    };
+    match start_analysis(client, request).await {
+        Ok(()) | Err(StartError::AlreadyStarted) => Ok(()),
+        Err(StartError::Other(e)) => Err(e),
+    }
+}
+
 /// The reconciler's way to start a QUEUED run that has no workflow (durable intake).
 pub fn run_starter(task_queue: String) -> RunStarter {
     Arc::new(move |client: Client, run: RunToStart| {
         let task_queue = task_queue.clone();
-        Box::pin(async move {
-            let request = StartAnalysis {
-                task_queue: &task_queue,
-                workflow_id: &run.workflow_id,
-                input: AnalysisInput { run_id: run.run_id, media_id: run.media_id, user_id: run.user_id },
-                media_type: run.media_type,
-                run_number: run.run_number,
-                filename: &run.filename,
-            };
-            match start_analysis(&client, request).await {
-                Ok(()) | Err(StartError::AlreadyStarted) => Ok(()),
-                Err(StartError::Other(e)) => Err(e),
-            }
-        })
+        Box::pin(async move { start_run(&client, &task_queue, &run).await })
     })
 }
 

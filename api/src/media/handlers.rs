@@ -213,9 +213,9 @@ pub async fn rerun_analysis(
         media_id: id,
         user_id: user.id(),
         run_number: run.run_number,
-        workflow_id: &run.workflow_id,
+        workflow_id: run.workflow_id.clone(),
         media_type: media.media_type,
-        filename: &media.filename,
+        filename: media.filename.clone(),
     };
     analysis::start_or_queue(&state, start).await;
     let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;

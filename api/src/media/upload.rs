@@ -443,15 +443,8 @@ async fn persist_and_start(state: AppState, user_id: Uuid, media_id: Uuid, accep
         ))
         .await;
 
-    let run = RunToStart {
-        run_id,
-        media_id,
-        user_id,
-        run_number: 1,
-        workflow_id: &workflow_id,
-        media_type: media.media_type,
-        filename: &filename,
-    };
+    let run =
+        RunToStart { run_id, media_id, user_id, run_number: 1, workflow_id, media_type: media.media_type, filename };
     analysis::start_or_queue(&state, run).await;
     Ok(with_status(StatusCode::ACCEPTED, media, "Media uploaded and successfully queued for its first analysis run.")
         .into_response())
