@@ -31,7 +31,7 @@ static HTTP: LazyLock<reqwest::Client> = LazyLock::new(|| {
 
 /// The folder of a run's copied artifacts (inside the run's results folder).
 pub fn artifacts_prefix(run_id: Uuid) -> String {
-    format!("{}/artifacts", crate::results_prefix(run_id))
+    format!("{}/artifacts", drishtiksha_common::storage::results_prefix(run_id))
 }
 
 fn safe(s: &str) -> String {

@@ -6,10 +6,10 @@
 //! that finds its media or run deleted ends successfully without writing or publishing.
 
 pub mod artifacts;
-pub mod ml;
 pub mod probe;
 pub mod progress;
 
+use drishtiksha_common::messages;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,8 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use uuid::Uuid;
 
-use crate::ml::{AnalyzeRequest, MlClient, MlError, MlErrorKind};
+use drishtiksha_common::storage::result_key;
+use drishtiksha_ml::{self as ml, AnalyzeRequest, MlClient, MlError, MlErrorKind};
 
 /// How often a waiting activity heartbeats (the heartbeat timeout is `ML_HEARTBEAT_TIMEOUT`, at
 /// least 2 s; the SDK throttles what it sends).
@@ -39,7 +40,6 @@ const MAX_STORED_ANSWER: u64 = ml::MAX_RESPONSE_BYTES as u64;
 /// How long a model call waits for the database to mark its row RUNNING before it goes ahead
 /// without (the row is cosmetic until the answer is recorded).
 const BEST_EFFORT_DB: Duration = Duration::from_secs(2);
-pub const MISSING_FILE_MESSAGE: &str = "Media file is missing from storage";
 
 /// The ML settings of the worker that prepared the run, recorded in the workflow history so the
 /// workflow can build its activity options deterministically.
@@ -267,27 +267,6 @@ pub struct AnalysisActivities {
 /// `host:port` of an ML server URL.
 pub fn ml_server_label(url: &url::Url) -> String {
     format!("{}:{}", url.host_str().unwrap_or("unknown"), url.port_or_known_default().unwrap_or(0))
-}
-
-/// Where a model's answer for a run is kept: `results/<runId>/<model>.json`. Characters other than
-/// letters, digits, `-`, `_` and `.` are replaced, and a model name that needed that gets a hash
-/// suffix so that two names never share a key.
-pub fn result_key(run_id: Uuid, model: &str) -> String {
-    let safe: String =
-        model.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') { c } else { '_' }).collect();
-    if safe == model && !model.is_empty() {
-        format!("results/{run_id}/{safe}.json")
-    } else {
-        use sha2::Digest as _;
-        let digest = sha2::Sha256::digest(model.as_bytes());
-        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        format!("results/{run_id}/{safe}-{hex}.json")
-    }
-}
-
-/// The folder of a run's kept answers.
-pub fn results_prefix(run_id: Uuid) -> String {
-    format!("results/{run_id}")
 }
 
 impl AnalysisActivities {
@@ -710,7 +689,7 @@ impl AnalysisActivities {
     async fn call_ml_inner(&self, input: &InferRequest) -> Result<(Vec<u8>, runs::ModelResult), MlError> {
         let (length, body) = self.storage.open(&input.storage_key).await.map_err(|_| MlError {
             kind: MlErrorKind::RequestRejected,
-            message: MISSING_FILE_MESSAGE.to_string(),
+            message: messages::MISSING_FILE.to_string(),
             retry_after: None,
             status: None,
             waitable: false,

@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod realtime;
 pub mod server;
 pub mod state;
+pub mod views;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;

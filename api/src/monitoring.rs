@@ -14,9 +14,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use drishtiksha_activities::ml::{MlError, MlErrorKind, cached_stats};
-use drishtiksha_common::reconcile::{PassReport, Verification};
-use drishtiksha_common::temporal::WORKFLOW_TYPE;
+use crate::views::{PassReport, Verification};
+use drishtiksha_common::workflow::WORKFLOW_TYPE;
+use drishtiksha_ml::{MlError, MlErrorKind, cached_stats};
 
 use crate::auth::AuthUser;
 use crate::envelope::{Success, ok};
@@ -276,7 +276,7 @@ async fn check_stuck_runs(State(state): State<AppState>, user: AuthUser) -> ApiR
     user.require_admin()?;
     let report = state.reconciler().await.map_err(ApiError::unavailable)?.run_pass().await?;
     let message = format!("Checked {} runs and finalized {} stuck runs.", report.checked, report.finalized);
-    Ok(ok(report, "").with_message(message).into_response())
+    Ok(ok(PassReport::from(report), "").with_message(message).into_response())
 }
 
 /// Media whose status, or whose runs' statuses and counts, contradict their rows or workflows.
@@ -296,7 +296,7 @@ async fn verify_statuses(State(state): State<AppState>, user: AuthUser) -> ApiRe
         "Verified {} media items: {} correct, {} incorrect.",
         v.total_media, v.correct_media, v.incorrect_media
     );
-    Ok(ok(v, "").with_message(message).into_response())
+    Ok(ok(Verification::from(v), "").with_message(message).into_response())
 }
 
 /// Repairs what `verify-statuses` finds; never moves a terminal run to a non-terminal status.

@@ -1,10 +1,5 @@
 //! `/api/v1/pdf` (§4.5): the analysis report of one run as a PDF download, rendered in-process.
 
-mod chart;
-mod doc;
-mod report;
-mod summary;
-
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -22,8 +17,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::parse_id;
 use crate::state::AppState;
 
-pub use report::{ReportInput, TITLE, render_report};
-pub use summary::{Risk, Summary, Verdict, report_filename, report_id, risk, verdict};
+use drishtiksha_pdf::{ReportInput, render_report, report_filename};
 
 /// 404 of the report route (the run routes' wording).
 pub const REPORT_NOT_FOUND: &str = "Analysis run not found or you do not have permission.";

@@ -2,17 +2,18 @@
 
 use std::sync::Arc;
 
-use drishtiksha_activities::ml::MlClient;
 use drishtiksha_common::config::ApiConfig;
 use drishtiksha_common::db::media::Media;
 use drishtiksha_common::events::EventPublisher;
 use drishtiksha_common::reconcile::Reconciler;
 use drishtiksha_common::redis_conn::RedisHandle;
 use drishtiksha_common::storage::Storage;
+use drishtiksha_ml::MlClient;
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
 use crate::auth::jwt::JwtKeys;
+use crate::views;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -46,20 +47,21 @@ impl AppState {
         })
     }
 
-    /// Sets a media object's `url` as it is served now (§5.3): for S3 without a public base URL
-    /// this is a fresh presigned URL, so a stored one never goes stale.
-    pub async fn with_url(&self, mut media: Media) -> Media {
-        match self.storage.public_url(&media.public_id, &self.config.common.public_base_url).await {
-            Ok(url) => media.url = url,
-            Err(e) => tracing::warn!(media.id = %media.id, error = %e, "media URL not generated"),
+    /// The media as served now, with its `url` as it is served now (§5.3): for S3 without a
+    /// public base URL this is a fresh presigned URL, so a stored one never goes stale.
+    pub async fn view(&self, media: Media) -> views::Media {
+        let mut view = views::Media::from(media);
+        match self.storage.public_url(&view.storage_key, &self.config.common.public_base_url).await {
+            Ok(url) => view.url = url,
+            Err(e) => tracing::warn!(media.id = %view.id, error = %e, "media URL not generated"),
         }
-        media
+        view
     }
 
-    pub async fn with_urls(&self, media: Vec<Media>) -> Vec<Media> {
+    pub async fn views(&self, media: Vec<Media>) -> Vec<views::Media> {
         let mut out = Vec::with_capacity(media.len());
         for m in media {
-            out.push(self.with_url(m).await);
+            out.push(self.view(m).await);
         }
         out
     }
@@ -67,7 +69,7 @@ impl AppState {
     /// The run reconciler, for the maintenance endpoints.
     pub async fn reconciler(&self) -> anyhow::Result<Reconciler> {
         let mut reconciler = Reconciler::new(self.db.clone(), self.temporal().await?, self.events.clone());
-        reconciler.starter = Some(drishtiksha_workflows::run_starter(self.config.common.temporal.task_queue.clone()));
+        reconciler.start_on = Some(self.config.common.temporal.task_queue.clone());
         Ok(reconciler)
     }
 

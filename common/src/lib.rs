@@ -4,6 +4,7 @@
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod messages;
 pub mod metrics;
 pub mod model;
 pub mod patience;
@@ -14,5 +15,6 @@ pub mod storage;
 pub mod telemetry;
 pub mod temporal;
 pub mod time;
+pub mod workflow;
 
 pub use model::{AnalysisStatus, MediaType, RunStatus, UserRole};

@@ -4,10 +4,7 @@
 //! endpoints. Safe in several processes at once: a pass holds a transaction-scoped advisory lock
 //! (others skip), and finalization itself only ever moves a non-terminal run.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use futures::future::BoxFuture;
 
 use serde::Serialize;
 use sqlx::PgPool;
@@ -17,13 +14,7 @@ use uuid::Uuid;
 
 use crate::db::runs::{self, Finalization};
 use crate::events::{self, EventPublisher};
-use crate::{MediaType, RunStatus};
-
-pub const MSG_NOT_STARTED: &str = "Analysis workflow could not be started";
-pub const MSG_FAILED: &str = "Analysis workflow failed";
-pub const MSG_TIMED_OUT: &str = "Analysis workflow timed out";
-pub const MSG_TERMINATED: &str = "Analysis workflow was terminated";
-pub const MSG_ENDED: &str = "Analysis workflow ended unexpectedly";
+use crate::{MediaType, RunStatus, messages, workflow};
 
 /// Advisory-lock key of a reconciler pass ("DRKRECON").
 const PASS_LOCK: i64 = 0x4452_4b52_4543_4f4e;
@@ -40,23 +31,21 @@ pub struct RunToStart {
     pub workflow_id: String,
 }
 
-/// Starts a run's workflow (idempotently: same workflow id; an existing one counts as started).
-pub type RunStarter = Arc<dyn Fn(Client, RunToStart) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
-
 #[derive(Clone)]
 pub struct Reconciler {
     db: PgPool,
     temporal: Client,
     events: EventPublisher,
-    /// Starts QUEUED runs that have no workflow; without one they are finalized as not started.
-    pub starter: Option<RunStarter>,
+    /// The task queue on which QUEUED runs that have no workflow are started; without one they
+    /// are finalized as not started.
+    pub start_on: Option<String>,
     /// Runs updated more recently than this are left alone (they are moving).
     pub stale_after: Duration,
     /// A run without a workflow is only finalized once it is this old (its start may be in flight).
     pub missing_grace: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PassReport {
     pub checked: usize,
     pub finalized: usize,
@@ -78,14 +67,14 @@ pub fn action_for(state: WorkflowState, run_age: Duration, missing_grace: Durati
     let finish = |m: &str| Some(Finalization::Finish { error: Some(m.to_string()) });
     match state {
         WorkflowState::Running => None,
-        WorkflowState::Missing if run_age >= missing_grace => finish(MSG_NOT_STARTED),
+        WorkflowState::Missing if run_age >= missing_grace => finish(messages::WORKFLOW_NOT_STARTED),
         WorkflowState::Missing => None,
         WorkflowState::Closed(s) => match s {
-            WorkflowExecutionStatus::Failed => finish(MSG_FAILED),
-            WorkflowExecutionStatus::TimedOut => finish(MSG_TIMED_OUT),
-            WorkflowExecutionStatus::Terminated => finish(MSG_TERMINATED),
+            WorkflowExecutionStatus::Failed => finish(messages::WORKFLOW_FAILED),
+            WorkflowExecutionStatus::TimedOut => finish(messages::WORKFLOW_TIMED_OUT),
+            WorkflowExecutionStatus::Terminated => finish(messages::WORKFLOW_TERMINATED),
             WorkflowExecutionStatus::Canceled => Some(Finalization::Cancel),
-            WorkflowExecutionStatus::Completed => finish(MSG_ENDED),
+            WorkflowExecutionStatus::Completed => finish(messages::WORKFLOW_ENDED),
             _ => None,
         },
     }
@@ -112,7 +101,7 @@ impl Reconciler {
             db,
             temporal,
             events,
-            starter: None,
+            start_on: None,
             stale_after: Duration::from_secs(60),
             missing_grace: Duration::from_secs(120),
         }
@@ -189,7 +178,7 @@ impl Reconciler {
         Ok(self.reconcile(run_id, workflow_id, age, false).await? == Reconciled::Finalized)
     }
 
-    /// Applies the table to one run; a QUEUED run without a workflow is started when a starter is
+    /// Applies the table to one run; a QUEUED run without a workflow is started when `start_on` is
     /// set (durable intake: uploads accepted while Temporal was away).
     pub async fn reconcile(
         &self,
@@ -199,9 +188,9 @@ impl Reconciler {
         queued: bool,
     ) -> anyhow::Result<Reconciled> {
         let state = self.describe(workflow_id).await?;
-        if let (WorkflowState::Missing, true, Some(starter)) = (state, queued, self.starter.as_ref()) {
+        if let (WorkflowState::Missing, true, Some(task_queue)) = (state, queued, self.start_on.as_deref()) {
             let Some(run) = self.run_to_start(run_id).await? else { return Ok(Reconciled::Nothing) };
-            starter(self.temporal.clone(), run).await?;
+            workflow::start_run(&self.temporal, task_queue, &run).await?;
             tracing::info!(run.id = %run_id, workflow_id, "queued run started by the reconciler");
             return Ok(Reconciled::Started);
         }
@@ -253,21 +242,17 @@ impl Reconciler {
 }
 
 /// One finding of `verify-statuses`.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusIssue {
     pub media_id: Uuid,
     pub filename: String,
-    #[schema(required = true)]
     pub run_id: Option<Uuid>,
     pub issue: String,
-    #[schema(required = true)]
     pub current_run_status: Option<RunStatus>,
-    #[schema(required = true)]
     pub expected_run_status: Option<RunStatus>,
     pub current_media_status: RunStatus,
     pub expected_media_status: RunStatus,
-    #[schema(required = true)]
     pub analyses: Option<AnalysisCounts>,
     #[serde(skip)]
     pub kind: IssueKind,
@@ -277,7 +262,7 @@ pub struct StatusIssue {
     pub run_age: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct AnalysisCounts {
     pub total: i64,
     pub completed: i64,
@@ -296,7 +281,7 @@ pub enum IssueKind {
     OrphanRun,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Verification {
     pub total_media: i64,
@@ -456,12 +441,15 @@ mod tests {
         let old = Duration::from_secs(300);
         assert_eq!(err(action_for(WorkflowState::Running, old, grace)), None);
         assert_eq!(err(action_for(WorkflowState::Missing, Duration::from_secs(30), grace)), None);
-        assert_eq!(err(action_for(WorkflowState::Missing, old, grace)).as_deref(), Some(MSG_NOT_STARTED));
+        assert_eq!(
+            err(action_for(WorkflowState::Missing, old, grace)).as_deref(),
+            Some(messages::WORKFLOW_NOT_STARTED)
+        );
         let closed = |s| err(action_for(WorkflowState::Closed(s), old, grace));
-        assert_eq!(closed(WorkflowExecutionStatus::Failed).as_deref(), Some(MSG_FAILED));
-        assert_eq!(closed(WorkflowExecutionStatus::TimedOut).as_deref(), Some(MSG_TIMED_OUT));
-        assert_eq!(closed(WorkflowExecutionStatus::Terminated).as_deref(), Some(MSG_TERMINATED));
+        assert_eq!(closed(WorkflowExecutionStatus::Failed).as_deref(), Some(messages::WORKFLOW_FAILED));
+        assert_eq!(closed(WorkflowExecutionStatus::TimedOut).as_deref(), Some(messages::WORKFLOW_TIMED_OUT));
+        assert_eq!(closed(WorkflowExecutionStatus::Terminated).as_deref(), Some(messages::WORKFLOW_TERMINATED));
         assert_eq!(closed(WorkflowExecutionStatus::Canceled).as_deref(), Some("cancel"));
-        assert_eq!(closed(WorkflowExecutionStatus::Completed).as_deref(), Some(MSG_ENDED));
+        assert_eq!(closed(WorkflowExecutionStatus::Completed).as_deref(), Some(messages::WORKFLOW_ENDED));
     }
 }

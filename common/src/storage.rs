@@ -12,6 +12,7 @@ use futures::stream::BoxStream;
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 use url::Url;
+use uuid::Uuid;
 
 pub use s3::{PART_SIZE as S3_PART_SIZE, S3Storage};
 
@@ -185,6 +186,27 @@ impl Storage {
             Self::S3(_) => None,
         }
     }
+}
+
+/// Where a model's answer for a run is kept: `results/<runId>/<model>.json`. Characters other than
+/// letters, digits, `-`, `_` and `.` are replaced, and a model name that needed that gets a hash
+/// suffix so that two names never share a key.
+pub fn result_key(run_id: Uuid, model: &str) -> String {
+    let safe: String =
+        model.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') { c } else { '_' }).collect();
+    if safe == model && !model.is_empty() {
+        format!("results/{run_id}/{safe}.json")
+    } else {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(model.as_bytes());
+        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("results/{run_id}/{safe}-{hex}.json")
+    }
+}
+
+/// The folder of a run's kept answers.
+pub fn results_prefix(run_id: Uuid) -> String {
+    format!("results/{run_id}")
 }
 
 /// Keys are relative paths of normal segments: no `..`, no absolute paths, no empty segments.

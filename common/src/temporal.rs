@@ -1,23 +1,12 @@
-//! Names the api, the worker and operators agree on, and the client connection.
+//! The connection to Temporal: connecting, identities, readiness and task-queue backlog. The
+//! workflow's names and client calls are in [`crate::workflow`].
 
 use std::time::Duration;
 
 use temporalio_client::{Client, ClientOptions, ConnectionOptions};
-use temporalio_common::search_attributes::SearchAttributeKey;
 
 use crate::config::TemporalConfig;
-
-pub const WORKFLOW_TYPE: &str = "MediaAnalysisWorkflow";
-
-pub const SA_MEDIA_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("MediaId");
-pub const SA_USER_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("UserId");
-pub const SA_MEDIA_TYPE: SearchAttributeKey<String> = SearchAttributeKey::keyword("MediaType");
-pub const SA_RUN_NUMBER: SearchAttributeKey<i64> = SearchAttributeKey::int("RunNumber");
-
-/// `media-<mediaId>-run-<runNumber>`: readable in the Web UI; a second start of a run is refused.
-pub fn workflow_id(media_id: uuid::Uuid, run_number: i32) -> String {
-    format!("media-{media_id}-run-{run_number}")
-}
+use crate::workflow::WORKFLOW_TYPE;
 
 /// Connects a namespace-bound client. `identity` shows in the Web UI as the caller or worker.
 pub async fn connect(cfg: &TemporalConfig, identity: &str) -> anyhow::Result<Client> {
@@ -72,13 +61,4 @@ pub async fn activity_backlog(client: &Client, namespace: &str, task_queue: &str
         .await
         .map_err(|e| anyhow::anyhow!("cannot describe task queue {task_queue}: {}", e.message()))?;
     Ok(response.into_inner().stats.map(|s| s.approximate_backlog_count).unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn workflow_ids_are_readable() {
-        let id = uuid::Uuid::nil();
-        assert_eq!(super::workflow_id(id, 2), "media-00000000-0000-0000-0000-000000000000-run-2");
-    }
 }

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drishtiksha_common::config::WorkerConfig;
-use drishtiksha_common::{MediaType, RunStatus, temporal};
+use drishtiksha_common::workflow::{AnalysisInput, StartAnalysis, start_analysis};
+use drishtiksha_common::{MediaType, RunStatus, temporal, workflow};
 use drishtiksha_standin::catalogue::{Catalogue, Format};
 use drishtiksha_testkit::{RedisServer, free_port, fresh_database, temporal_cli};
-use drishtiksha_workflows::{AnalysisInput, StartAnalysis, start_analysis};
 use sqlx::PgPool;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_macros::{activities, workflow, workflow_methods};
@@ -105,7 +105,7 @@ impl Bench {
         let run_id = Uuid::new_v4();
         let key = format!("images/{media_id}.png");
         tokio::fs::write(self.storage_root.join(&key), &self.image).await?;
-        let workflow_id = temporal::workflow_id(media_id, 1);
+        let workflow_id = workflow::workflow_id(media_id, 1);
         let mut tx = self.pool.begin().await?;
         sqlx::query!(
             r#"INSERT INTO media (id, user_id, filename, storage_key, mimetype, size, media_type, latest_analysis_run_id)

@@ -81,7 +81,7 @@ async fn spawn_reconciler(config: WorkerConfig) -> anyhow::Result<tokio::task::J
         let client = connect_temporal(&config).await;
         let mut reconciler = Reconciler::new(pool, client, events);
         reconciler.stale_after = config.reconcile_stale_after;
-        reconciler.starter = Some(drishtiksha_workflows::run_starter(common.temporal.task_queue.clone()));
+        reconciler.start_on = Some(common.temporal.task_queue.clone());
         let mut tick = tokio::time::interval(config.reconcile_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

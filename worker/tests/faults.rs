@@ -9,10 +9,12 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use drishtiksha_common::messages::WAITING_FOR_ML;
+use drishtiksha_common::workflow::ModelProgress;
 use drishtiksha_common::{AnalysisStatus, RunStatus};
 use drishtiksha_standin::catalogue::{Catalogue, Format};
 use drishtiksha_testkit::{PostgresServer, eventually};
-use drishtiksha_workflows::{MediaAnalysisWorkflow, ModelProgress, WAITING_FOR_ML};
+use drishtiksha_workflows::MediaAnalysisWorkflow;
 use serde_json::Value;
 use support::{Kind, Pipeline, standin_config, standin_json, successful_calls};
 use temporalio_client::WorkflowQueryOptions;
@@ -160,8 +162,9 @@ async fn postgres_stopped_while_models_answer_costs_no_inference_and_every_run_i
         assert_eq!(a.attempts, 1, "the outage is not an ML attempt");
         assert!(a.error_message.is_none());
         // The row holds the ML server's answer as it was given.
-        let kept = std::fs::read(p.storage_root.join(drishtiksha_activities::result_key(run.run_id, "IMG-DETECTOR")))
-            .expect("the answer is kept in storage");
+        let kept =
+            std::fs::read(p.storage_root.join(drishtiksha_common::storage::result_key(run.run_id, "IMG-DETECTOR")))
+                .expect("the answer is kept in storage");
         let kept: Value = serde_json::from_slice(&kept).expect("kept JSON");
         assert_eq!(a.result_payload.as_ref(), Some(&kept["data"]));
         // Exactly one call per (run, model): none was paid for twice.

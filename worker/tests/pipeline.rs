@@ -5,9 +5,10 @@ mod support;
 
 use std::time::Duration;
 
+use drishtiksha_common::workflow::{AnalysisResult, cancel_analysis};
 use drishtiksha_common::{AnalysisStatus, RunStatus};
 use drishtiksha_testkit::eventually;
-use drishtiksha_workflows::{AnalysisResult, MediaAnalysisWorkflow, cancel_analysis};
+use drishtiksha_workflows::MediaAnalysisWorkflow;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use support::{Kind, ML_KEY, Pipeline, names, standin_config};
@@ -413,7 +414,7 @@ async fn a_run_whose_media_is_deleted_mid_analysis_ends_without_writing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn started_workflows_carry_search_attributes_and_a_summary_and_refuse_a_second_start() {
-    use drishtiksha_common::temporal::{SA_MEDIA_ID, SA_MEDIA_TYPE, SA_RUN_NUMBER, SA_USER_ID};
+    use drishtiksha_common::workflow::{SA_MEDIA_ID, SA_MEDIA_TYPE, SA_RUN_NUMBER, SA_USER_ID};
 
     let p = ready_pipeline().await;
     let run = p.analyse(Kind::Image, "").await;
@@ -429,12 +430,12 @@ async fn started_workflows_carry_search_attributes_and_a_summary_and_refuse_a_se
     assert_eq!(described.static_summary(), Some("Analyse clip (IMAGE)"));
     assert_eq!(described.task_queue(), p.task_queue);
 
-    let second = drishtiksha_workflows::start_analysis(
+    let second = drishtiksha_common::workflow::start_analysis(
         p.client(),
-        drishtiksha_workflows::StartAnalysis {
+        drishtiksha_common::workflow::StartAnalysis {
             task_queue: &p.task_queue,
             workflow_id: &run.workflow_id,
-            input: drishtiksha_workflows::AnalysisInput {
+            input: drishtiksha_common::workflow::AnalysisInput {
                 run_id: run.run_id,
                 media_id: run.media_id,
                 user_id: run.user_id,

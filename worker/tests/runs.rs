@@ -2,7 +2,7 @@
 //! statuses kept in one transaction, terminal runs that never move.
 
 use drishtiksha_common::db::runs::{self, AttemptStart, Finalization, ModelResult};
-use drishtiksha_common::{AnalysisStatus, RunStatus, temporal};
+use drishtiksha_common::{AnalysisStatus, RunStatus, workflow};
 use drishtiksha_testkit::fresh_database;
 use serde_json::json;
 use sqlx::PgPool;
@@ -46,7 +46,7 @@ async fn new_run(pool: &PgPool, media_id: Option<Uuid>, run_number: i32) -> Run 
         run_id,
         media_id,
         run_number,
-        temporal::workflow_id(media_id, run_number)
+        workflow::workflow_id(media_id, run_number)
     )
     .execute(pool)
     .await

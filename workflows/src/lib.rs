@@ -1,25 +1,16 @@
-//! `MediaAnalysisWorkflow`: the deterministic orchestration of one analysis run (`api.md` §6), and
-//! the client calls that start and cancel it.
+//! `MediaAnalysisWorkflow`: the deterministic orchestration of one analysis run (§6). Its name,
+//! input, result and the client calls that start and cancel it are in
+//! `drishtiksha_common::workflow`, which the api uses without linking this crate.
 
 use std::time::{Duration, SystemTime};
 
-use drishtiksha_activities::ml::{MSG_GENERIC, MSG_TIMEOUT};
 use drishtiksha_activities::{
     AnalysisActivities, DiscoverRequest, Discovery, FinalizeHow, FinalizeRequest, InferOutcome, InferRequest,
-    MISSING_FILE_MESSAGE, ModelFailure, PipelineSettings, Prepared, RecordRequest, Recorded, RunRef, RunSummary,
-    StartRequest, Started,
+    ModelFailure, PipelineSettings, Prepared, RecordRequest, Recorded, RunRef, RunSummary, StartRequest, Started,
 };
-use std::sync::Arc;
-
-use drishtiksha_common::reconcile::{RunStarter, RunToStart};
-use drishtiksha_common::temporal::{SA_MEDIA_ID, SA_MEDIA_TYPE, SA_RUN_NUMBER, SA_USER_ID};
-use drishtiksha_common::{AnalysisStatus, MediaType, RunStatus};
-use serde::{Deserialize, Serialize};
-use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
-use temporalio_client::tonic::Code;
-use temporalio_client::{Client, UntypedWorkflow, WorkflowCancelOptions, WorkflowIdReusePolicy, WorkflowStartOptions};
+use drishtiksha_common::workflow::{AnalysisInput, AnalysisResult, ModelProgress, WORKFLOW_TYPE};
+use drishtiksha_common::{AnalysisStatus, MediaType, RunStatus, messages};
 use temporalio_common::error::IncomingError;
-use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
@@ -28,62 +19,19 @@ use temporalio_sdk::{
 };
 use uuid::Uuid;
 
-/// Run-level reason when a step before the fan-out fails for good.
-pub const NOT_STARTED_MESSAGE: &str = "Analysis could not be started";
-
-/// The workflow's input: ids only; everything else is read from the database by the activities.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct AnalysisInput {
-    pub run_id: Uuid,
-    pub media_id: Uuid,
-    pub user_id: Uuid,
-}
-
-/// The workflow's result: the run as it ended.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct AnalysisResult {
-    pub status: RunStatus,
-    pub total_models: i32,
-    pub completed_count: i64,
-    pub failed_count: i64,
-}
-
-impl AnalysisResult {
-    fn from_summary(summary: Option<RunSummary>) -> Self {
-        match summary {
-            Some(s) => Self {
-                status: s.status,
-                total_models: s.total_models,
-                completed_count: s.completed_count,
-                failed_count: s.failed_count,
-            },
-            // The run was deleted while the workflow ran.
-            None => Self { status: RunStatus::Cancelled, total_models: 0, completed_count: 0, failed_count: 0 },
-        }
+/// The workflow's result from the run as the database recorded it.
+fn result_from_summary(summary: Option<RunSummary>) -> AnalysisResult {
+    match summary {
+        Some(s) => AnalysisResult {
+            status: s.status,
+            total_models: s.total_models,
+            completed_count: s.completed_count,
+            failed_count: s.failed_count,
+        },
+        // The run was deleted while the workflow ran.
+        None => AnalysisResult { status: RunStatus::Cancelled, total_models: 0, completed_count: 0, failed_count: 0 },
     }
 }
-
-/// One model's state as the `progress` query shows it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelProgress {
-    pub model: String,
-    pub status: AnalysisStatus,
-    /// The ML attempt (answers of the ML server counted so far + 1, or the attempts made).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub attempt: Option<u32>,
-    /// Set while the model waits for an ML server that is down or not ready.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub waiting: Option<String>,
-    /// The model that answered, when the ML server fell back to another one.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub model_used: Option<String>,
-}
-
-/// Current-details text of a run waiting for its ML server.
-pub const WAITING_FOR_ML: &str = "Waiting for the ML server";
 
 /// Orchestrates one analysis run (`api.md` §6.2): prepare, discover, start, fan out one model
 /// call per model on the inference task queue, record each answer, finalize. Deterministic: all
@@ -115,7 +63,7 @@ struct RunInfo {
 
 #[workflow_methods]
 impl MediaAnalysisWorkflow {
-    #[run(name = "MediaAnalysisWorkflow")]
+    #[run(name = WORKFLOW_TYPE)]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: AnalysisInput) -> WorkflowResult<AnalysisResult> {
         let run_id = input.run_id;
         log_step(ctx, &input, "prepare_media");
@@ -127,7 +75,7 @@ impl MediaAnalysisWorkflow {
             Ok(Prepared::Ready { media_type, has_audio, settings, run_number, storage_key }) => {
                 (RunInfo { input: input.clone(), media_type, storage_key, run_number, settings }, has_audio)
             }
-            Ok(Prepared::FileMissing) => return finish(ctx, run_id, Some(MISSING_FILE_MESSAGE.to_string())).await,
+            Ok(Prepared::FileMissing) => return finish(ctx, run_id, Some(messages::MISSING_FILE.to_string())).await,
             Ok(Prepared::Gone) => return as_recorded(ctx, run_id).await,
             Err(e) => return not_started(ctx, run_id, &e).await,
         };
@@ -225,7 +173,7 @@ async fn discover(
             .await;
         match discovered {
             Ok(Discovery::Models { models }) if models.is_empty() => {
-                return Err(EarlyEnd::Finish(Some(format!("No compatible models available for {}", info.media_type))));
+                return Err(EarlyEnd::Finish(Some(messages::no_compatible_models(info.media_type))));
             }
             Ok(Discovery::Models { models }) => {
                 ctx.state_mut(|s| s.discovery_waiting = None);
@@ -238,10 +186,10 @@ async fn discover(
                 let Some(delay) = wait.next(ctx) else {
                     return Err(EarlyEnd::Finish(Some(format!("Model discovery failed: {message}"))));
                 };
-                let note = format!("{WAITING_FOR_ML}: {message}");
+                let note = format!("{}: {message}", messages::WAITING_FOR_ML);
                 ctx.state_mut(|s| s.discovery_waiting = Some(note.clone()));
                 ctx.set_current_details(format!("{note} (discovering models; next try in {}s)", delay.as_secs()));
-                ctx.timer(TimerOptions::builder(delay).summary(WAITING_FOR_ML.to_string()).build()).await;
+                ctx.timer(TimerOptions::builder(delay).summary(messages::WAITING_FOR_ML.to_string()).build()).await;
                 if ctx.cancellation_token().is_cancelled() {
                     return Err(EarlyEnd::Cancel);
                 }
@@ -344,10 +292,10 @@ async fn analyze(ctx: WorkflowContext<MediaAnalysisWorkflow>, info: &RunInfo, mo
                 };
                 set_model(&ctx, &model, |m| {
                     m.status = AnalysisStatus::Pending;
-                    m.waiting = Some(format!("{WAITING_FOR_ML}: {}", refusal.message));
+                    m.waiting = Some(format!("{}: {}", messages::WAITING_FOR_ML, refusal.message));
                 });
                 update_details(&ctx);
-                ctx.timer(TimerOptions::builder(delay).summary(WAITING_FOR_ML.to_string()).build()).await;
+                ctx.timer(TimerOptions::builder(delay).summary(messages::WAITING_FOR_ML.to_string()).build()).await;
             }
             Ok(InferOutcome::Refused(refusal)) if refusal.retryable && attempt < max_attempts => {
                 wait.reset();
@@ -452,9 +400,9 @@ fn failure_message(e: &ActivityExecutionError) -> String {
             .failure()
             .filter(|f| !f.message.is_empty() && app.type_name().is_some_and(|t| t.starts_with("ML_")))
             .map(|f| f.message.clone())
-            .unwrap_or_else(|| MSG_GENERIC.to_string()),
-        Some(IncomingError::Timeout(_)) => MSG_TIMEOUT.to_string(),
-        _ => MSG_GENERIC.to_string(),
+            .unwrap_or_else(|| messages::ML_GENERIC.to_string()),
+        Some(IncomingError::Timeout(_)) => messages::ML_TIMEOUT.to_string(),
+        _ => messages::ML_GENERIC.to_string(),
     }
 }
 
@@ -465,9 +413,9 @@ async fn as_recorded(ctx: &WorkflowContext<MediaAnalysisWorkflow>, run_id: Uuid)
         .execute_local_activity(AnalysisActivities::run_summary, RunRef { run_id }, options::local_step("Read the run"))
         .await;
     match summary {
-        Ok(summary) => Ok(AnalysisResult::from_summary(summary)),
+        Ok(summary) => Ok(result_from_summary(summary)),
         Err(e) if is_cancellation(ctx, &e) => cancel(ctx, run_id).await,
-        Err(_) => Ok(AnalysisResult::from_summary(None)),
+        Err(_) => Ok(result_from_summary(None)),
     }
 }
 
@@ -486,7 +434,7 @@ async fn finish(
         .execute_local_activity(AnalysisActivities::finalize_run, request, options::local_step("Finalize the run"))
         .await
     {
-        Ok(summary) => Ok(AnalysisResult::from_summary(summary)),
+        Ok(summary) => Ok(result_from_summary(summary)),
         Err(e) if is_cancellation(ctx, &e) => cancel(ctx, run_id).await,
         Err(e) => Err(ApplicationFailure::new(format!("finalizing the run failed: {}", failure_message(&e))).into()),
     }
@@ -501,7 +449,7 @@ async fn not_started(
     if is_cancellation(ctx, e) {
         return cancel(ctx, run_id).await;
     }
-    finish(ctx, run_id, Some(NOT_STARTED_MESSAGE.to_string())).await
+    finish(ctx, run_id, Some(messages::NOT_STARTED.to_string())).await
 }
 
 /// The cancellation path (§6.4): finalize CANCELLED in a detached scope, then end Cancelled.
@@ -529,7 +477,7 @@ mod options {
     use std::time::Duration;
 
     use drishtiksha_activities::PipelineSettings;
-    use drishtiksha_activities::ml::MlErrorKind;
+    use drishtiksha_ml::MlErrorKind;
     use temporalio_common::Priority;
     use temporalio_common::RetryPolicy;
     use temporalio_sdk::{ActivityOptions, LocalActivityOptions, WorkflowCancellationToken};
@@ -626,82 +574,5 @@ mod options {
             .summary("Finalize the run".to_string())
             .maybe_cancellation_token(detached)
             .build()
-    }
-}
-
-/// A request to start the analysis of one run.
-pub struct StartAnalysis<'a> {
-    pub task_queue: &'a str,
-    pub workflow_id: &'a str,
-    pub input: AnalysisInput,
-    pub media_type: MediaType,
-    pub run_number: i32,
-    pub filename: &'a str,
-}
-
-/// Why a workflow start did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The run's workflow exists already (started by an earlier try).
-    #[error("the workflow is already started")]
-    AlreadyStarted,
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
-
-/// Starts MediaAnalysisWorkflow with search attributes MediaId/UserId/MediaType/RunNumber and a
-/// static summary. A second start of the same run is refused by Temporal ([`StartError::AlreadyStarted`]).
-pub async fn start_analysis(client: &Client, req: StartAnalysis<'_>) -> Result<(), StartError> {
-    let attributes = SearchAttributes::new([
-        SA_MEDIA_ID.value_set(req.input.media_id.to_string()),
-        SA_USER_ID.value_set(req.input.user_id.to_string()),
-        SA_MEDIA_TYPE.value_set(req.media_type.as_str().to_string()),
-        SA_RUN_NUMBER.value_set(i64::from(req.run_number)),
-    ]);
-    let options = WorkflowStartOptions::new(req.task_queue, req.workflow_id)
-        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-        .search_attributes(attributes)
-        .static_summary(format!("Analyse {} ({})", req.filename, req.media_type))
-        .execution_timeout(Duration::from_secs(24 * 3600))
-        .build();
-    match client.start_workflow(MediaAnalysisWorkflow::run, req.input, options).await {
-        Ok(_) => Ok(()),
-        Err(WorkflowStartError::AlreadyStarted { .. }) => Err(StartError::AlreadyStarted),
-        Err(e) => Err(StartError::Other(anyhow::anyhow!("cannot start workflow {}: {e}", req.workflow_id))),
-    }
-}
-
-/// Starts a run's workflow; a workflow that already exists (an earlier try got through) counts
-/// as started.
-pub async fn start_run(client: &Client, task_queue: &str, run: &RunToStart) -> anyhow::Result<()> {
-    let request = StartAnalysis {
-        task_queue,
-        workflow_id: &run.workflow_id,
-        input: AnalysisInput { run_id: run.run_id, media_id: run.media_id, user_id: run.user_id },
-        media_type: run.media_type,
-        run_number: run.run_number,
-        filename: &run.filename,
-    };
-    match start_analysis(client, request).await {
-        Ok(()) | Err(StartError::AlreadyStarted) => Ok(()),
-        Err(StartError::Other(e)) => Err(e),
-    }
-}
-
-/// The reconciler's way to start a QUEUED run that has no workflow (durable intake).
-pub fn run_starter(task_queue: String) -> RunStarter {
-    Arc::new(move |client: Client, run: RunToStart| {
-        let task_queue = task_queue.clone();
-        Box::pin(async move { start_run(&client, &task_queue, &run).await })
-    })
-}
-
-/// Requests cancellation; Ok(()) when the workflow is already closed or not found.
-pub async fn cancel_analysis(client: &Client, workflow_id: &str, reason: &str) -> anyhow::Result<()> {
-    let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
-    match handle.cancel(WorkflowCancelOptions::builder().reason(reason.to_string()).build()).await {
-        Ok(()) | Err(WorkflowInteractionError::NotFound(_)) => Ok(()),
-        Err(WorkflowInteractionError::Rpc(status)) if status.code() == Code::FailedPrecondition => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("cannot cancel workflow {workflow_id}: {e}")),
     }
 }

@@ -22,6 +22,7 @@ use crate::extract::{JsonBody, Lines, str_field};
 use crate::openapi::{Null, TAG_AUTH};
 use crate::ratelimit::{self, AttemptLimiter, ClientIp};
 use crate::state::AppState;
+use crate::views;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Serialize, ToSchema)]
 struct AuthResponse {
-    user: users::User,
+    user: views::User,
     /// HS256 JWT with claims `userId`, `email`, `role`, `iat`, `exp`.
     #[schema(example = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VySWQiOiIzZmE4In0.c2lnbmF0dXJl")]
     token: String,
@@ -226,7 +227,8 @@ async fn signup(State(state): State<AppState>, ip: ClientIp, JsonBody(body): Jso
     let (token, _) = state.jwt.issue(user.id, &user.email, user.role)?;
     tracing::info!(user.id = %user.id, "account created");
     Ok(verdict.decorate(
-        with_status(StatusCode::CREATED, AuthResponse { user, token }, "User created successfully").into_response(),
+        with_status(StatusCode::CREATED, AuthResponse { user: user.into(), token }, "User created successfully")
+            .into_response(),
     ))
 }
 
@@ -307,7 +309,7 @@ async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) ->
     let iat = Utc::now().timestamp().max(tokens::tokens_valid_from(&state.db, user.id).await?);
     let (token, claims) = state.jwt.issue_at(user.id, &user.email, user.role, iat)?;
     let cookie = auth_cookie(state, &token, claims.exp);
-    let mut resp = ok(AuthResponse { user, token }, "Login successful").into_response();
+    let mut resp = ok(AuthResponse { user: user.into(), token }, "Login successful").into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(SET_COOKIE, v);
     }
@@ -344,17 +346,17 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
 #[utoipa::path(
     get, path = "/profile", tag = TAG_AUTH, summary = "The caller's profile",
     security(("bearerAuth" = []), ("cookieAuth" = [])),
-    responses((status = 200, description = "`Profile retrieved successfully`", body = Success<users::User>)),
+    responses((status = 200, description = "`Profile retrieved successfully`", body = Success<views::User>)),
 )]
 async fn get_profile(user: AuthUser) -> Response {
-    ok(user.0, "Profile retrieved successfully").into_response()
+    ok(views::User::from(user.0), "Profile retrieved successfully").into_response()
 }
 
 #[utoipa::path(
     put, path = "/profile", tag = TAG_AUTH, summary = "Change the caller's names",
     security(("bearerAuth" = []), ("cookieAuth" = [])),
     request_body = UpdateProfileRequest,
-    responses((status = 200, description = "`Profile updated successfully`", body = Success<users::User>)),
+    responses((status = 200, description = "`Profile updated successfully`", body = Success<views::User>)),
 )]
 async fn update_profile(
     State(state): State<AppState>,
@@ -373,12 +375,12 @@ async fn update_profile(
         return Err(ApiError::validation(errors));
     }
     if first.is_none() && last.is_none() {
-        return Ok(ok(user.0, "Profile updated successfully").into_response());
+        return Ok(ok(views::User::from(user.0), "Profile updated successfully").into_response());
     }
     let updated = users::update_names(&state.db, user.id(), first.as_deref(), last.as_deref())
         .await?
         .ok_or_else(|| ApiError::unauthorized("Invalid access token or user is inactive."))?;
-    Ok(ok(updated, "Profile updated successfully").into_response())
+    Ok(ok(views::User::from(updated), "Profile updated successfully").into_response())
 }
 
 #[derive(Serialize, ToSchema)]

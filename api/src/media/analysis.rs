@@ -62,7 +62,7 @@ async fn retry_start(state: &AppState, run: &RunToStart) {
 
 async fn start(state: &AppState, run: &RunToStart) -> anyhow::Result<()> {
     let client = state.temporal().await?;
-    drishtiksha_workflows::start_run(&client, &state.config.common.temporal.task_queue, run)
+    drishtiksha_common::workflow::start_run(&client, &state.config.common.temporal.task_queue, run)
         .await
         .map_err(|e| e.context("workflow start failed"))?;
     drishtiksha_common::metrics::RUNS_STARTED.inc();
@@ -72,7 +72,7 @@ async fn start(state: &AppState, run: &RunToStart) -> anyhow::Result<()> {
 /// Requests cancellation of a run's workflow.
 pub async fn cancel(state: &AppState, workflow_id: &str, reason: &str) -> anyhow::Result<()> {
     let client = state.temporal().await?;
-    tokio::time::timeout(CANCEL_TIMEOUT, drishtiksha_workflows::cancel_analysis(&client, workflow_id, reason))
+    tokio::time::timeout(CANCEL_TIMEOUT, drishtiksha_common::workflow::cancel_analysis(&client, workflow_id, reason))
         .await
         .map_err(|_| anyhow::anyhow!("cancelling workflow {workflow_id} timed out"))?
 }

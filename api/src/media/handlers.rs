@@ -11,9 +11,9 @@ use tracing::instrument;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use drishtiksha_common::db::media::{Media, Run};
+use crate::views::{self, Media, Run};
 use drishtiksha_common::db::{self, media as db_media};
-use drishtiksha_common::temporal::workflow_id;
+use drishtiksha_common::workflow::workflow_id;
 
 use super::analysis::{self, RunToStart};
 use super::upload::{INVALID_DESCRIPTION, MAX_DESCRIPTION_CHARS};
@@ -59,7 +59,7 @@ pub struct UpdateMediaRequest {
 )]
 #[instrument(skip_all, fields(user.id = %user.id()))]
 pub async fn list_media(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
-    let media = state.with_urls(db_media::list_for_user(&state.db, user.id()).await?).await;
+    let media = state.views(db_media::list_for_user(&state.db, user.id()).await?).await;
     Ok(ok(media, "Success").into_response())
 }
 
@@ -77,7 +77,7 @@ pub async fn list_media(State(state): State<AppState>, user: AuthUser) -> ApiRes
 #[instrument(skip_all, fields(media.id = %id))]
 pub async fn get_media(State(state): State<AppState>, user: AuthUser, MediaId(id): MediaId) -> ApiResult<Response> {
     let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
-    let media = state.with_url(media).await;
+    let media = state.view(media).await;
     Ok(ok(media, "Success").into_response())
 }
 
@@ -126,7 +126,7 @@ pub async fn update_media(
             db_media::update_description(&state.db, id, user.id(), d.as_deref()).await?.ok_or_else(media_not_found)?
         }
     };
-    let media = state.with_url(media).await;
+    let media = state.view(media).await;
     Ok(ok(media, "Media updated successfully.").into_response())
 }
 
@@ -219,7 +219,7 @@ pub async fn rerun_analysis(
     };
     analysis::start_or_queue(&state, start).await;
     let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
-    let media = state.with_url(media).await;
+    let media = state.view(media).await;
     Ok(with_status(StatusCode::ACCEPTED, media, "A new analysis run has been successfully queued for this media.")
         .into_response())
 }
@@ -248,7 +248,7 @@ pub async fn get_run(
 ) -> ApiResult<Response> {
     let run_id = parse_id(run_id_param(&params), "Invalid run id")?;
     let run = db_media::find_run(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
-    Ok(ok(run, "Analysis run retrieved successfully.").into_response())
+    Ok(ok(views::Run::from(run), "Analysis run retrieved successfully.").into_response())
 }
 
 /// Requests cancellation; the run becomes CANCELLED when its workflow has wound down (§6.4).
@@ -278,5 +278,6 @@ pub async fn cancel_run(
     analysis::cancel(&state, &handle.workflow_id, "Cancelled by the user").await.map_err(ApiError::unavailable)?;
     tracing::info!(run.id = %run_id, "run cancellation requested");
     let run = db_media::find_run(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
-    Ok(with_status(StatusCode::ACCEPTED, run, "Cancellation requested for this analysis run.").into_response())
+    Ok(with_status(StatusCode::ACCEPTED, views::Run::from(run), "Cancellation requested for this analysis run.")
+        .into_response())
 }

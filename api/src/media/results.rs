@@ -15,8 +15,8 @@ use sqlx::Row;
 use tracing::instrument;
 use uuid::Uuid;
 
-use drishtiksha_activities::{result_key, results_prefix};
 use drishtiksha_common::storage::StorageError;
+use drishtiksha_common::storage::{result_key, results_prefix};
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorBody};

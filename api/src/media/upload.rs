@@ -22,7 +22,7 @@ use drishtiksha_common::db::media::{self as db_media, Media, NewUpload};
 use drishtiksha_common::events::ProgressMessage;
 use drishtiksha_common::model::{AcceptedType, accepted_type, extension_of, normalise_mime};
 use drishtiksha_common::storage::Upload;
-use drishtiksha_common::temporal::workflow_id;
+use drishtiksha_common::workflow::workflow_id;
 
 use super::analysis::{self, RunToStart};
 use super::multipart::{BodyProblem, UploadBody};
@@ -33,6 +33,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Lines, clean_text};
 use crate::openapi::TAG_MEDIA;
 use crate::state::AppState;
+use crate::views;
 
 const FILE_FIELD: &str = "media";
 const MAX_FILENAME_BYTES: usize = 255;
@@ -170,7 +171,7 @@ pub struct UploadMediaRequest {
     security(("bearerAuth" = []), ("cookieAuth" = [])),
     request_body(content = UploadMediaRequest, content_type = "multipart/form-data"),
     responses(
-        (status = 202, description = "`Media uploaded and successfully queued for its first analysis run.` (the media without `user` and `analysisRuns`)", body = Success<Media>),
+        (status = 202, description = "`Media uploaded and successfully queued for its first analysis run.` (the media without `user` and `analysisRuns`)", body = Success<views::Media>),
         (status = 400, description = "`A file is required for upload.`, or `Validation failed` (unexpected file field, empty file, file name too long, description too long, `File content does not match its type '<mime>'.` when the file does not start like one of its declared type)", body = ErrorBody),
         (status = 413, description = "`File too large. The maximum size is <N> MB.`, or `Request body too large.` (a text field other than `description` over 64 kB)", body = ErrorBody),
         (status = 415, description = "`Unsupported file type: '<mime>'. …` or `File extension '<ext>' does not match MIME type '<mime>'.`", body = ErrorBody),
@@ -446,8 +447,12 @@ async fn persist_and_start(state: AppState, user_id: Uuid, media_id: Uuid, accep
     let run =
         RunToStart { run_id, media_id, user_id, run_number: 1, workflow_id, media_type: media.media_type, filename };
     analysis::start_or_queue(&state, run).await;
-    Ok(with_status(StatusCode::ACCEPTED, media, "Media uploaded and successfully queued for its first analysis run.")
-        .into_response())
+    Ok(with_status(
+        StatusCode::ACCEPTED,
+        views::Media::from(media),
+        "Media uploaded and successfully queued for its first analysis run.",
+    )
+    .into_response())
 }
 
 async fn insert(state: &AppState, new: &NewUpload<'_>) -> Result<Media, sqlx::Error> {

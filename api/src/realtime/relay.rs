@@ -157,7 +157,7 @@ impl Relay {
     async fn media_update(&self, media_id: &str) -> Option<Value> {
         let id = Uuid::parse_str(media_id).ok()?;
         match media::load_full(&self.state.db, id, None).await {
-            Ok(Some(m)) => match serde_json::to_value(self.state.with_url(m).await) {
+            Ok(Some(m)) => match serde_json::to_value(self.state.view(m).await) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     tracing::warn!(error = %e, "media_update not serialised");

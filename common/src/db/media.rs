@@ -1,11 +1,10 @@
-//! Media, their analysis runs and per-model results as the contract shows them (`api.md` §3.2–§3.4),
-//! and the queries of the media endpoints.
+//! Media, their analysis runs and per-model results (§3.2–§3.4), and the queries of the media
+//! endpoints. The api's views of these records are in its `views` module.
 //!
 //! Ownership is part of every read and write that takes a `user_id`: media of other users are
 //! indistinguishable from missing ones.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
@@ -19,8 +18,7 @@ pub const ONE_ACTIVE_RUN_PER_MEDIA: &str = "analysis_runs_one_active_per_media";
 pub const RUN_NUMBER_UNIQUE: &str = "analysis_runs_media_id_run_number_key";
 
 /// The owner as embedded in media (§3.1: these four fields only).
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MediaUser {
     pub id: Uuid,
     pub first_name: String,
@@ -28,72 +26,45 @@ pub struct MediaUser {
     pub email: String,
 }
 
-/// A media object (§3.2). `user` and `analysis_runs` are serialized only when loaded.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({
-    "id": "8c0e7a52-1c2b-4d7e-9a55-0f6f1d2c3b4a", "filename": "interview.mp4",
-    "url": "http://localhost:3000/media/videos/8c0e7a52-1c2b-4d7e-9a55-0f6f1d2c3b4a.mp4",
-    "publicId": "videos/8c0e7a52-1c2b-4d7e-9a55-0f6f1d2c3b4a.mp4", "mimetype": "video/mp4", "size": 5242880,
-    "description": "demo", "status": "QUEUED", "mediaType": "VIDEO", "hasAudio": null, "metadata": null,
-    "userId": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
-    "createdAt": "2025-10-12T03:41:49.123Z", "updatedAt": "2025-10-12T03:41:49.123Z",
-    "latestAnalysisRunId": "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"
-}))]
+/// A media object (§3.2). `user` and `analysis_runs` are present only when loaded.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Media {
     pub id: Uuid,
     /// Original client file name, path components stripped.
     pub filename: String,
-    /// Where the file can be fetched.
-    pub url: String,
+    /// The URL stored at upload (the api serves a current one).
+    pub url: Option<String>,
     /// Storage key, e.g. `videos/<id>.mp4`.
-    pub public_id: String,
+    pub storage_key: String,
     /// Canonical MIME type of the stored file.
     pub mimetype: String,
     /// Size in bytes.
     pub size: i64,
-    #[schema(required = true, max_length = 500)]
     pub description: Option<String>,
     /// Mirrors the status of the latest run.
     pub status: RunStatus,
     pub media_type: MediaType,
     /// Videos: whether an audio track was found; `null` before probing, if probing failed, and for
     /// audio and images.
-    #[schema(required = true)]
     pub has_audio: Option<bool>,
     /// Probe summary (`format`, `video`, `audio`, `streams`); `null` before probing, if probing
     /// failed, and for images.
-    #[schema(required = true, value_type = Option<Object>)]
     pub metadata: Option<Value>,
     /// Owner.
     pub user_id: Uuid,
-    #[serde(with = "crate::time::ts")]
     pub created_at: DateTime<Utc>,
-    #[serde(with = "crate::time::ts")]
     pub updated_at: DateTime<Utc>,
     /// The run with the highest `runNumber`.
-    #[schema(required = true)]
     pub latest_analysis_run_id: Option<Uuid>,
     /// The owner; only in the list, the detail, the re-run answer and `media_update`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = MediaUser)]
     pub user: Option<MediaUser>,
     /// Runs, `runNumber` descending; only where the media is shown with its runs (the list: the
     /// latest run only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Vec<Run>)]
     pub analysis_runs: Option<Vec<Run>>,
 }
 
 /// An analysis run (§3.3) with its analyses. The workflow id is not part of the contract.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({
-    "id": "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e", "mediaId": "8c0e7a52-1c2b-4d7e-9a55-0f6f1d2c3b4a",
-    "runNumber": 1, "status": "ANALYZED", "totalModels": 1, "completedCount": 1, "failedCount": 0,
-    "errorMessage": null, "createdAt": "2025-10-12T03:41:49.123Z", "updatedAt": "2025-10-12T03:42:31.002Z",
-    "completedAt": "2025-10-12T03:42:31.002Z", "analyses": []
-}))]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Run {
     pub id: Uuid,
     pub media_id: Uuid,
@@ -103,29 +74,16 @@ pub struct Run {
     pub completed_count: i32,
     pub failed_count: i32,
     /// Run-level reason, e.g. `No compatible models available for AUDIO`.
-    #[schema(required = true)]
     pub error_message: Option<String>,
-    #[serde(with = "crate::time::ts")]
     pub created_at: DateTime<Utc>,
-    #[serde(with = "crate::time::ts")]
     pub updated_at: DateTime<Utc>,
     /// Set when the run reaches a terminal status.
-    #[serde(with = "crate::time::ts_opt")]
-    #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
     pub analyses: Vec<Analysis>,
 }
 
 /// One model's result within a run (§3.4).
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({
-    "id": "d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70", "analysisRunId": "b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e",
-    "modelName": "SIGLIP-LSTM-V4", "status": "COMPLETED", "prediction": "FAKE", "confidence": 0.8731,
-    "errorMessage": null, "processingTime": 41.27, "mediaType": "video",
-    "resultPayload": { "prediction": "FAKE", "confidence": 0.8731, "processing_time": 41.27, "media_type": "video" },
-    "createdAt": "2025-10-12T03:41:50.001Z", "updatedAt": "2025-10-12T03:42:31.002Z"
-}))]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
     pub id: Uuid,
     pub analysis_run_id: Uuid,
@@ -133,28 +91,20 @@ pub struct Analysis {
     pub model_name: String,
     /// The model that actually answered, when the ML server fell back to another one (`null`:
     /// the requested model itself).
-    #[schema(required = true, example = json!(null))]
     pub model_used: Option<String>,
     pub status: AnalysisStatus,
     /// `REAL` or `FAKE` once completed, `N/A` otherwise.
-    #[schema(example = "FAKE")]
     pub prediction: String,
     pub confidence: f64,
-    #[schema(required = true)]
     pub error_message: Option<String>,
     /// Seconds, from the ML result.
-    #[schema(required = true)]
     pub processing_time: Option<f64>,
     /// `video`, `audio` or `image`, from the ML result.
-    #[schema(required = true)]
     pub media_type: Option<String>,
     /// The ML server's `data` object (completed), bounded as [`crate::payload`] describes (the full
     /// answer: `GET /media/{id}/analyses/{analysisId}/result`), or `{ error, attempts, retryCount }` (failed).
-    #[schema(required = true, value_type = Option<Object>)]
     pub result_payload: Option<Value>,
-    #[serde(with = "crate::time::ts")]
     pub created_at: DateTime<Utc>,
-    #[serde(with = "crate::time::ts")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -205,8 +155,8 @@ impl From<MediaRow> for Media {
         Self {
             id: r.id,
             filename: r.filename,
-            url: r.url.unwrap_or_default(),
-            public_id: r.storage_key,
+            url: r.url,
+            storage_key: r.storage_key,
             mimetype: r.mimetype,
             size: r.size,
             description: r.description,

@@ -6,16 +6,12 @@
 //! never moves. Media status is written in the same transaction, and only while the run is the
 //! media's latest.
 
+use crate::messages;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::model::{AnalysisStatus, MediaType, RunStatus};
-
-/// Run-level and row-level reason of a cancellation.
-pub const CANCELLED_MESSAGE: &str = "Analysis cancelled";
-/// Reason stored on rows left unfinished by a finalization that gives none.
-const UNFINISHED_MESSAGE: &str = "Analysis did not complete";
 
 /// How a run ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,14 +354,14 @@ pub async fn finalize(pool: &PgPool, run_id: Uuid, how: Finalization) -> Result<
                        processing_time = NULL, media_type = NULL, result_payload = NULL
                    WHERE analysis_run_id = $1 AND status IN ('PENDING', 'RUNNING')"#,
                 run_id,
-                CANCELLED_MESSAGE
+                messages::CANCELLED
             )
             .execute(&mut *tx)
             .await?;
-            Some(CANCELLED_MESSAGE.to_string())
+            Some(messages::CANCELLED.to_string())
         }
         Finalization::Finish { error } => {
-            let row_error = error.as_deref().unwrap_or(UNFINISHED_MESSAGE);
+            let row_error = error.as_deref().unwrap_or(messages::UNFINISHED);
             sqlx::query!(
                 r#"UPDATE deepfake_analyses
                    SET status = 'FAILED', prediction = 'N/A', confidence = 0, error_message = $2,

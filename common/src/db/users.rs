@@ -1,20 +1,13 @@
 //! Accounts.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::model::UserRole;
 
-/// A user as the contract shows it (§3.1); the password hash stays in [`UserRow`].
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({
-    "id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "email": "ada@example.com", "firstName": "Ada",
-    "lastName": "Lovelace", "role": "USER", "isActive": true,
-    "createdAt": "2025-10-12T03:41:49.123Z", "updatedAt": "2025-10-12T03:41:49.123Z"
-}))]
+/// An account (§3.1); the password hash stays in [`UserRow`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -22,9 +15,7 @@ pub struct User {
     pub last_name: String,
     pub role: UserRole,
     pub is_active: bool,
-    #[serde(with = "crate::time::ts")]
     pub created_at: DateTime<Utc>,
-    #[serde(with = "crate::time::ts")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -9,11 +9,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use drishtiksha_common::config::WorkerConfig;
-use drishtiksha_common::{AnalysisStatus, MediaType, RunStatus, temporal};
+use drishtiksha_common::workflow::{AnalysisInput, StartAnalysis, start_analysis};
+use drishtiksha_common::{AnalysisStatus, MediaType, RunStatus, workflow};
 use drishtiksha_standin::Config as StandinConfig;
 use drishtiksha_testkit::{RedisServer, eventually, free_port, fresh_database, temporal_cli};
 use drishtiksha_worker::{WorkerGuard, spawn_worker};
-use drishtiksha_workflows::{AnalysisInput, StartAnalysis, start_analysis};
 use serde_json::Value;
 use sqlx::PgPool;
 use temporalio_client::Client;
@@ -330,7 +330,7 @@ impl Pipeline {
             f.write_all(marker.as_bytes()).expect("append marker");
         }
         let size = i64::try_from(std::fs::metadata(&path).expect("metadata").len()).expect("size");
-        let workflow_id = temporal::workflow_id(media_id, 1);
+        let workflow_id = workflow::workflow_id(media_id, 1);
         let mut tx = self.pool.begin().await.expect("tx");
         sqlx::query!(
             r#"INSERT INTO media (id, user_id, filename, storage_key, mimetype, size, media_type, latest_analysis_run_id)

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::doc::{Align, CONTENT_W, Doc, Font, MARGIN_X, MUTED, RULE, Rgb, Style};
+use crate::doc::{Align, CONTENT_W, Doc, Font, MARGIN_X, MUTED, RULE, Rgb, Style};
 
 /// A unit above this score counts as suspicious (the models' own FAKE threshold).
 pub const THRESHOLD: f64 = 0.5;
@@ -60,7 +60,7 @@ pub const CHART_HEIGHT: f32 = 196.0;
 /// Draws the chart at the cursor (the caller ensures [`CHART_HEIGHT`] fits) and advances it.
 pub fn draw_frame_chart(doc: &mut Doc, title: &str, scores: &[(f64, f64)]) {
     let top = doc.y;
-    doc.text(MARGIN_X, top + 10.0, title, Style::new(Font::Bold, 9.5, super::doc::BLACK, Align::Left));
+    doc.text(MARGIN_X, top + 10.0, title, Style::new(Font::Bold, 9.5, crate::doc::BLACK, Align::Left));
     doc.text(MARGIN_X, top + 24.0, "Score (P(fake), 0–1)", Style::new(Font::Regular, 7.5, MUTED, Align::Left));
 
     let plot_x = MARGIN_X + 30.0;

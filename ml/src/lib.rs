@@ -1,6 +1,7 @@
 //! The ML server client (`ml-server.md` §3–§7): model discovery through the shared `/stats` cache,
 //! `/analyze` with a streamed upload, response validation and the failure classification.
 
+use drishtiksha_common::messages;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,12 +28,6 @@ pub const STATS_CACHE_TTL: Duration = Duration::from_secs(60);
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 const MAX_MESSAGE_CHARS: usize = 1000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub const MSG_UNAVAILABLE: &str = "Model analysis service is unavailable.";
-pub const MSG_TIMEOUT: &str = "Request to model analysis service timed out.";
-pub const MSG_AUTH: &str = "Model analysis service rejected the backend's credentials.";
-pub const MSG_INVALID: &str = "Analysis failed with an invalid response from the model server.";
-pub const MSG_GENERIC: &str = "Analysis failed on the model server.";
 
 /// The classes of §7.3; each is a failure type the retry policy and the Web UI show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,20 +84,20 @@ impl MlError {
 
     fn from_transport(e: &reqwest::Error) -> Self {
         if e.is_timeout() && !e.is_connect() {
-            Self::new(MlErrorKind::Timeout, MSG_TIMEOUT)
+            Self::new(MlErrorKind::Timeout, messages::ML_TIMEOUT)
         } else {
             // A connection that could not be made never reached the server; one that broke after
             // the request was sent did, and counts as an attempt.
-            Self { waitable: e.is_connect(), ..Self::new(MlErrorKind::Unavailable, MSG_UNAVAILABLE) }
+            Self { waitable: e.is_connect(), ..Self::new(MlErrorKind::Unavailable, messages::ML_UNAVAILABLE) }
         }
     }
 
     /// The server-status wording (`api.md` §4.4) of a failed `/stats` call.
     pub fn status_message(&self) -> &'static str {
         match (self.kind, self.status) {
-            (MlErrorKind::Unavailable, _) | (_, Some(503)) => MSG_UNAVAILABLE,
-            (MlErrorKind::Timeout, _) => MSG_TIMEOUT,
-            (MlErrorKind::AuthRejected, _) => MSG_AUTH,
+            (MlErrorKind::Unavailable, _) | (_, Some(503)) => messages::ML_UNAVAILABLE,
+            (MlErrorKind::Timeout, _) => messages::ML_TIMEOUT,
+            (MlErrorKind::AuthRejected, _) => messages::ML_AUTH,
             (MlErrorKind::InvalidResponse, _) => "Model analysis service returned an invalid response.",
             _ => "Model analysis service returned an error.",
         }
@@ -160,7 +155,7 @@ impl MlClient {
             Ok(v @ Value::Object(_)) => Ok(v),
             _ => Err(MlError {
                 status: Some(status.as_u16()),
-                ..MlError::new(MlErrorKind::InvalidResponse, MSG_INVALID)
+                ..MlError::new(MlErrorKind::InvalidResponse, messages::ML_INVALID)
             }),
         }
     }
@@ -207,7 +202,7 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, MlError> 
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| MlError::from_transport(&e))? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(MlError::new(MlErrorKind::InvalidResponse, MSG_INVALID));
+            return Err(MlError::new(MlErrorKind::InvalidResponse, messages::ML_INVALID));
         }
         body.extend_from_slice(&chunk);
     }
@@ -218,14 +213,14 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, MlError> 
 pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> MlError {
     let extracted = || extract_message(body);
     let (kind, message) = match status.as_u16() {
-        401 | 403 => (MlErrorKind::AuthRejected, MSG_AUTH.to_string()),
+        401 | 403 => (MlErrorKind::AuthRejected, messages::ML_AUTH.to_string()),
         429 => (MlErrorKind::RateLimited, extracted()),
-        503 => (MlErrorKind::Unavailable, MSG_UNAVAILABLE.to_string()),
+        503 => (MlErrorKind::Unavailable, messages::ML_UNAVAILABLE.to_string()),
         500 if fallbacks_exhausted(body) => (MlErrorKind::InferenceExhausted, extracted()),
         500..=599 => (MlErrorKind::ServerError, extracted()),
         400..=499 => (MlErrorKind::RequestRejected, extracted()),
         // A redirect is not followed; it is a response the contract does not allow.
-        _ => (MlErrorKind::InvalidResponse, MSG_INVALID.to_string()),
+        _ => (MlErrorKind::InvalidResponse, messages::ML_INVALID.to_string()),
     };
     let retry_after = if kind == MlErrorKind::RateLimited {
         headers
@@ -259,13 +254,13 @@ pub fn extract_message(body: &[u8]) -> String {
         .filter(|s| !s.trim().is_empty());
     match found {
         Some(s) => s.chars().take(MAX_MESSAGE_CHARS).collect(),
-        None => MSG_GENERIC.to_string(),
+        None => messages::ML_GENERIC.to_string(),
     }
 }
 
 /// Validates a 2xx `/analyze` body (§6) into what the row stores.
 pub fn validate_result(body: &[u8]) -> Result<ModelResult, MlError> {
-    let invalid = || MlError::new(MlErrorKind::InvalidResponse, MSG_INVALID);
+    let invalid = || MlError::new(MlErrorKind::InvalidResponse, messages::ML_INVALID);
     let value: Value = serde_json::from_slice(body).map_err(|_| invalid())?;
     if value.get("success") != Some(&Value::Bool(true)) {
         return Err(invalid());
@@ -421,8 +416,8 @@ mod tests {
         );
         assert_eq!(extract_message(br#"{"error":"Internal","message":"Unexpected"}"#), "Unexpected");
         assert_eq!(extract_message(br#"{"detail":{"error":"Inference Error"}}"#), "Inference Error");
-        assert_eq!(extract_message(br#"{"detail":[{"type":"missing"}]}"#), MSG_GENERIC);
-        assert_eq!(extract_message(b"<html>oops</html>"), MSG_GENERIC);
+        assert_eq!(extract_message(br#"{"detail":[{"type":"missing"}]}"#), messages::ML_GENERIC);
+        assert_eq!(extract_message(b"<html>oops</html>"), messages::ML_GENERIC);
         let long = format!(r#"{{"detail":"{}"}}"#, "x".repeat(5000));
         assert_eq!(extract_message(long.as_bytes()).chars().count(), 1000);
     }
@@ -453,7 +448,7 @@ mod tests {
         let e = classify_status(StatusCode::TOO_MANY_REQUESTS, &h, br#"{"detail":"Too many requests"}"#);
         assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
         assert_eq!(e.message, "Too many requests");
-        assert_eq!(classify_status(StatusCode::UNAUTHORIZED, &h, b"{}").message, MSG_AUTH);
+        assert_eq!(classify_status(StatusCode::UNAUTHORIZED, &h, b"{}").message, messages::ML_AUTH);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! with 300 frame scores, 50 times and prints one markdown table row with the median.
 //!
 //! ```text
-//! cargo run [--release] -p drishtiksha-api --example bench_pdf [-- <path to also write the PDF to>]
+//! cargo run [--release] -p drishtiksha-pdf --example bench_pdf [-- <path to also write the PDF to>]
 //! ```
 //!
 //! The PDF crates are built with `opt-level = 3` in the dev profile too, so both profiles give
@@ -14,9 +14,9 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use drishtiksha_api::pdf::{ReportInput, render_report};
 use drishtiksha_common::db::media::{Analysis, Media, Run};
 use drishtiksha_common::model::{AnalysisStatus, MediaType, RunStatus};
+use drishtiksha_pdf::{ReportInput, render_report};
 
 const MODELS: [&str; 5] =
     ["SIGLIP-LSTM-V4", "EFFICIENTNET-B7-V1", "COLOR-CUES-LSTM-V1", "EYEBLINK-CNN-LSTM-V1", "LIP-FD-V1"];
@@ -71,8 +71,8 @@ fn input() -> ReportInput {
         media: Media {
             id: media_id,
             filename: "interview_clip.mp4".into(),
-            url: format!("http://localhost:3000/media/videos/{media_id}.mp4"),
-            public_id: format!("videos/{media_id}.mp4"),
+            url: Some(format!("http://localhost:3000/media/videos/{media_id}.mp4")),
+            storage_key: format!("videos/{media_id}.mp4"),
             mimetype: "video/mp4".into(),
             size: 5_242_880,
             description: None,

@@ -16,8 +16,8 @@ pub const TOP: f32 = 56.0;
 pub const BOTTOM: f32 = PAGE_H - 64.0;
 pub const CONTENT_W: f32 = PAGE_W - 2.0 * MARGIN_X;
 
-static REGULAR_TTF: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-static BOLD_TTF: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");
+static REGULAR_TTF: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+static BOLD_TTF: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-Bold.ttf");
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Font {

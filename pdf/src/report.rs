@@ -7,9 +7,9 @@ use serde_json::Value;
 use drishtiksha_common::db::media::{Analysis, Media, Run};
 use drishtiksha_common::model::{AnalysisStatus, MediaType, RunStatus};
 
-use super::chart::{CHART_HEIGHT, THRESHOLD, draw_frame_chart, frame_scores, frame_stats};
-use super::doc::{Align, BLACK, CONTENT_W, Doc, Font, MARGIN_X, MUTED, PAGE_W, RULE, Rgb, Style};
-use super::summary::{Risk, Summary, Verdict, report_id};
+use crate::chart::{CHART_HEIGHT, THRESHOLD, draw_frame_chart, frame_scores, frame_stats};
+use crate::doc::{Align, BLACK, CONTENT_W, Doc, Font, MARGIN_X, MUTED, PAGE_W, RULE, Rgb, Style};
+use crate::summary::{Risk, Summary, Verdict, report_id};
 
 /// Everything a report shows; rendering is a pure function of it.
 #[derive(Clone, Debug)]
