@@ -1,4 +1,4 @@
-//! The analysis activities (`api.md` §6.2) and the clients they use: ffprobe, the ML server,
+//! The analysis activities (`docs/contract.md` §6.2) and the clients they use: ffprobe, the ML server,
 //! storage, the database and progress events.
 //!
 //! Every activity is keyed by run id (+ model) and idempotent: a retry, a worker crash or a workflow
@@ -184,7 +184,7 @@ pub enum InferOutcome {
 pub struct Refusal {
     /// `ML_*` failure type.
     pub failure_type: String,
-    /// The message stored if this is the last attempt (`api.md` §6.6 wording).
+    /// The message stored if this is the last attempt (`docs/contract.md` §6.6 wording).
     pub message: String,
     pub retryable: bool,
     /// The server is down or not ready: waited for, not counted.

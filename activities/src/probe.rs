@@ -1,4 +1,4 @@
-//! ffprobe and the `metadata` summary of `api.md` §3.2.
+//! ffprobe and the `metadata` summary of `docs/contract.md` §3.2.
 
 use std::process::Stdio;
 

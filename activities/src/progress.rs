@@ -1,4 +1,4 @@
-//! The backend's per-run progress events (`api.md` §7.2). Every `data` carries `runId`, and the
+//! The backend's per-run progress events (`docs/contract.md` §7.2). Every `data` carries `runId`, and the
 //! per-model ones `model_name`; `timestamp` is added by [`ProgressMessage::backend`].
 
 use drishtiksha_common::db::runs::RunContext;

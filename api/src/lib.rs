@@ -1,5 +1,7 @@
 //! The `api` process: REST (accounts, media, results, monitoring) and the Socket.IO progress relay.
 //! It starts, cancels and describes workflows; it never runs analysis work itself.
+//!
+//! Sections cited as `§x.y` in this crate are those of the contract reference, `docs/contract.md`.
 
 pub mod auth;
 pub mod envelope;

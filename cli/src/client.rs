@@ -1,4 +1,4 @@
-//! The REST half of the public API (`spec/api.md` §1–§5): envelopes in, one-line errors out.
+//! The REST half of the public API (`docs/contract.md` §1–§5): envelopes in, one-line errors out.
 
 use std::path::Path;
 

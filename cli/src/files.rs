@@ -1,4 +1,4 @@
-//! Which files `analyze` uploads, and with which MIME type (`spec/api.md` §5.1).
+//! Which files `analyze` uploads, and with which MIME type (`docs/contract.md` §5.1).
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,5 @@
 //! `drishtiksha`: the analysts' command line. It talks only to the backend's public REST +
-//! Socket.IO API (`spec/api.md`), so every analysis it starts is durable and shared with the web
+//! Socket.IO API (`docs/contract.md`), so every analysis it starts is durable and shared with the web
 //! app: closing the terminal loses nothing, and `watch` re-attaches.
 //!
 //! Exit status: 0 every file analysed by every model; 1 any run FAILED, CANCELLED or partially

@@ -1,4 +1,4 @@
-//! The API's objects (`spec/api.md` §3), only the fields the command line reads.
+//! The API's objects (`docs/contract.md` §3), only the fields the command line reads.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -81,7 +81,7 @@ pub fn is_terminal(status: &str) -> bool {
     matches!(status, "ANALYZED" | "FAILED" | "CANCELLED")
 }
 
-/// The verdict of a run by the report's rule (`spec/api.md` §4.5): only completed models count.
+/// The verdict of a run by the report's rule (`docs/contract.md` §4.5): only completed models count.
 pub fn verdict(run: &Run) -> &'static str {
     let done = run.analyses.iter().filter(|a| a.status == "COMPLETED");
     let (fake, real) = done.fold((0, 0), |(f, r), a| match a.prediction.as_str() {

@@ -1,4 +1,4 @@
-//! A receive-only Socket.IO v5 client over Engine.IO v4 WebSocket (`spec/api.md` §7.4).
+//! A receive-only Socket.IO v5 client over Engine.IO v4 WebSocket (`docs/contract.md` §7.4).
 //!
 //! The server never needs anything from us but the handshake's `auth.token` and pongs, so the
 //! client is small: open the WebSocket, read the Engine.IO open packet, send the namespace CONNECT

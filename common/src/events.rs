@@ -1,4 +1,4 @@
-//! The progress channel (`api.md` §7.1): plain Redis PUBLISH of JSON messages.
+//! The progress channel (`docs/contract.md` §7.1): plain Redis PUBLISH of JSON messages.
 //!
 //! Publishing is best-effort and never delays the caller: a failure is counted and logged. Messages
 //! are queued only after the database commit they describe.
@@ -116,7 +116,7 @@ async fn try_publish(redis: &RedisHandle, channel: &str, msg: &ProgressMessage) 
     Ok(())
 }
 
-/// The run-level event of api.md §7.2 (ANALYSIS_COMPLETE / ANALYSIS_FAILED / ANALYSIS_CANCELLED with finalStatus…).
+/// The run-level event of docs/contract.md §7.2 (ANALYSIS_COMPLETE / ANALYSIS_FAILED / ANALYSIS_CANCELLED with finalStatus…).
 pub fn run_finalized(f: &crate::db::runs::FinalizedRun) -> ProgressMessage {
     use crate::model::RunStatus;
     let (event, message) = match f.status {

@@ -1,5 +1,8 @@
 //! Shared building blocks of the api and the worker: configuration, domain types, database access,
-//! storage, the progress-event channel and the Temporal names both sides must agree on.
+//! storage, the progress-event channel, the stored messages, and the workflow's client contract.
+//!
+//! Sections cited as `§x.y` are those of `docs/contract.md` unless a comment names
+//! `docs/ml-server.md`.
 
 pub mod config;
 pub mod db;

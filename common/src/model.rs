@@ -153,7 +153,7 @@ pub fn extension_of(filename: &str) -> String {
     }
 }
 
-/// Extension under which the ML server must receive a stored file (`ml-server.md` §5): the server
+/// Extension under which the ML server must receive a stored file (`docs/ml-server.md` §5): the server
 /// only knows some extensions, so the others are renamed to a container its decoders read.
 pub fn ml_part_extension(media_type: MediaType, stored_ext: &str) -> &'static str {
     match (media_type, stored_ext) {

@@ -1,4 +1,4 @@
-//! The run reconciler (`api.md` §6.5): closes the gap Temporal cannot — runs whose workflow was
+//! The run reconciler (`docs/contract.md` §6.5): closes the gap Temporal cannot — runs whose workflow was
 //! terminated, timed out, failed, or never started — by comparing non-terminal runs with their
 //! workflow's described status. Used by the worker (periodically) and the api's maintenance
 //! endpoints. Safe in several processes at once: a pass holds a transaction-scoped advisory lock

@@ -1,5 +1,6 @@
-//! The ML server client (`ml-server.md` §3–§7): model discovery through the shared `/stats` cache,
+//! The ML server client (`docs/ml-server.md` §3–§7): model discovery through the shared `/stats` cache,
 //! `/analyze` with a streamed upload, response validation and the failure classification.
+//! Sections cited as `§x.y` below are those of `docs/ml-server.md`.
 
 use drishtiksha_common::messages;
 use std::time::{Duration, Instant};
@@ -92,7 +93,7 @@ impl MlError {
         }
     }
 
-    /// The server-status wording (`api.md` §4.4) of a failed `/stats` call.
+    /// The server-status wording (`docs/contract.md` §4.4) of a failed `/stats` call.
     pub fn status_message(&self) -> &'static str {
         match (self.kind, self.status) {
             (MlErrorKind::Unavailable, _) | (_, Some(503)) => messages::ML_UNAVAILABLE,
@@ -316,7 +317,7 @@ pub fn select_models(stats: &Value, media_type: MediaType, has_audio: Option<boo
     selected
 }
 
-/// `ServerHealth.status` of a stats object (`api.md` §3.5).
+/// `ServerHealth.status` of a stats object (`docs/contract.md` §3.5).
 pub fn health_status(stats: &Value) -> &'static str {
     match stats.get("status").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
         Some("ok" | "healthy" | "running") => "HEALTHY",

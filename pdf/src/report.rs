@@ -1,4 +1,4 @@
-//! The report's sections, in the order of `api.md` §4.5: cover, verdict summary, media information,
+//! The report's sections, in the order of `docs/contract.md` §4.5: cover, verdict summary, media information,
 //! model comparison, per-model details (with frame-score charts), methodology.
 
 use chrono::{DateTime, Utc};

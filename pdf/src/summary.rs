@@ -1,4 +1,4 @@
-//! The values a report derives from a run (`api.md` §4.5): counts over the COMPLETED analyses, the
+//! The values a report derives from a run (`docs/contract.md` §4.5): counts over the COMPLETED analyses, the
 //! verdict, the risk level, and the download's file name.
 
 use chrono::{DateTime, Utc};

@@ -1,10 +1,12 @@
 //! The ML stand-in: a development and test server that speaks the ML server contract
-//! (`shared/spec/ml-server.md` §1–§9) with **simulated** results. It is not a detector: every
+//! (`docs/ml-server.md` §1–§9) with **simulated** results. It is not a detector: every
 //! verdict is derived from a hash of the uploaded bytes.
 //!
 //! It owns the model catalogue, deterministic result generation, progress events on Redis,
 //! failure injection and a simulated GPU of limited capacity; the backend talks to it exactly as
 //! to the real ML server.
+//!
+//! Sections cited as `§x.y` in this crate are those of `docs/ml-server.md`.
 
 pub mod analyze;
 pub mod catalogue;

@@ -58,7 +58,7 @@ async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The reconciler of `api.md` §6.5, one pass every `RECONCILE_INTERVAL`, the first once the
+/// The reconciler of `docs/contract.md` §6.5, one pass every `RECONCILE_INTERVAL`, the first once the
 /// database is migrated. Several workers may run it: a pass takes an advisory lock, and
 /// finalization only moves non-terminal runs. Dependencies that are away are waited for.
 async fn spawn_reconciler(config: WorkerConfig) -> anyhow::Result<tokio::task::JoinHandle<()>> {

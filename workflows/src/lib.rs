@@ -33,7 +33,7 @@ fn result_from_summary(summary: Option<RunSummary>) -> AnalysisResult {
     }
 }
 
-/// Orchestrates one analysis run (`api.md` §6.2): prepare, discover, start, fan out one model
+/// Orchestrates one analysis run (`docs/contract.md` §6.2): prepare, discover, start, fan out one model
 /// call per model on the inference task queue, record each answer, finalize. Deterministic: all
 /// I/O is in the activities, and only the SDK's own futures and combinators are awaited.
 #[workflow]

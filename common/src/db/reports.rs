@@ -1,4 +1,4 @@
-//! Lookups of the PDF report (`api.md` §4.5): which media an owned run belongs to.
+//! Lookups of the PDF report (`docs/contract.md` §4.5): which media an owned run belongs to.
 
 use sqlx::PgExecutor;
 use uuid::Uuid;

@@ -1,5 +1,5 @@
 //! Analysis runs and their per-model rows: the state transitions of the analysis workflow
-//! (`api.md` §3.6, §6).
+//! (`docs/contract.md` §3.6, §6).
 //!
 //! Every write that changes a run first locks the run row (`FOR UPDATE`) and gives up when the run
 //! is missing or terminal, so retried or replayed steps never duplicate rows and a terminal run
