@@ -1,11 +1,14 @@
-//! Extractors that answer in the contract's envelope: JSON bodies (§1.1, §1.4) and UUID path ids.
+//! Extractors that answer in the contract's envelope: JSON bodies deserialized into their
+//! documented schemas (§1.1, §1.4) and UUID path ids; the text rules every stored text follows.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -13,9 +16,11 @@ use crate::error::ApiError;
 /// JSON bodies are limited to 64 kB (65 536 bytes).
 pub const JSON_LIMIT: usize = 65_536;
 
-/// A JSON object body. Non-object JSON is answered as a validation failure by the handlers,
-/// which read fields one by one to produce the contract's messages.
-pub struct JsonBody(pub Map<String, Value>);
+/// A JSON object body deserialized into `T`, the request's documented schema. The fields of `T`
+/// are [`Field`]s, so deserializing never fails on a field: absent, `null` and wrongly typed
+/// values reach the handler's validation, which answers each with the contract's own message.
+/// Non-object JSON is a validation failure, malformed JSON a 400, a wrong content type a 415.
+pub struct JsonBody<T>(pub T);
 
 pub fn is_json_content_type(value: Option<&axum::http::HeaderValue>) -> bool {
     let Some(v) = value.and_then(|v| v.to_str().ok()) else { return false };
@@ -27,7 +32,11 @@ pub fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.")
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+fn malformed() -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "Malformed JSON in request body.")
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
@@ -43,17 +52,55 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             return Err(too_large());
         }
         let body: Body = req.into_body();
-        let bytes = axum::body::to_bytes(body, JSON_LIMIT).await.map_err(|e| {
-            if is_length_limit(&e) {
-                too_large()
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "Malformed JSON in request body.")
-            }
-        })?;
+        let bytes = axum::body::to_bytes(body, JSON_LIMIT)
+            .await
+            .map_err(|e| if is_length_limit(&e) { too_large() } else { malformed() })?;
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(Self(map)),
+            Ok(object @ Value::Object(_)) => T::deserialize(object).map(Self).map_err(|_| malformed()),
             Ok(_) => Err(ApiError::validation_one("Request body must be a JSON object")),
-            Err(_) => Err(ApiError::new(StatusCode::BAD_REQUEST, "Malformed JSON in request body.")),
+            Err(_) => Err(malformed()),
+        }
+    }
+}
+
+/// One field of a request body as it arrived. Fields are declared `#[serde(default)]`, so an
+/// absent key is [`Field::Missing`]; nothing about a field's value fails the deserialization.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Field<T> {
+    #[default]
+    Missing,
+    Null,
+    /// Present with a JSON type `T` cannot be read from.
+    WrongType,
+    Value(T),
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(deserializer)? {
+            Value::Null => Self::Null,
+            value => T::deserialize(value).map_or(Self::WrongType, Self::Value),
+        })
+    }
+}
+
+impl<T> Field<T> {
+    /// The value, when one of the right type was sent.
+    pub fn value(self) -> Option<T> {
+        match self {
+            Self::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Field<String> {
+    /// The text; `Ok(None)` when absent or `null`, `Err(NotAString)` for another JSON type.
+    pub fn text(&self) -> Result<Option<String>, NotAString> {
+        match self {
+            Self::Missing | Self::Null => Ok(None),
+            Self::Value(s) => Ok(Some(s.clone())),
+            Self::WrongType => Err(NotAString),
         }
     }
 }
@@ -72,15 +119,6 @@ fn is_length_limit(e: &axum::Error) -> bool {
 /// A body field of the wrong JSON type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotAString;
-
-/// Reads a string field; `Err(NotAString)` when present but not a string.
-pub fn str_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, NotAString> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(NotAString),
-    }
-}
 
 /// Format characters (Unicode category Cf, 16.0): invisible, or reordering the text around them
 /// (`invoice\u{202E}gnp.exe.png` shows as `invoice` + `exe.png` reversed). Never stored in names,
@@ -205,5 +243,26 @@ mod tests {
         assert!(text_pattern(Lines::One, true).starts_with("^[^\\u0000-\\u0008\\u000A-\\u001F\\u007F-\\u009F\\u00AD"));
         assert!(text_pattern(Lines::Many, false).contains("\\u0000-\\u0008\\u000B-\\u000C\\u000E-\\u001F"));
         assert!(text_pattern(Lines::One, false).contains("\\U000E0020-\\U000E007F"));
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Body {
+        #[serde(default)]
+        name: Field<String>,
+        #[serde(default)]
+        count: Field<i64>,
+    }
+
+    #[test]
+    fn fields_tell_missing_null_wrong_type_and_value_apart() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<Body>(v).expect("never fails on a field");
+        let b = parse(serde_json::json!({}));
+        assert_eq!((b.name, b.count), (Field::Missing, Field::Missing));
+        let b = parse(serde_json::json!({"name": null, "count": "7"}));
+        assert_eq!((b.name, b.count), (Field::Null, Field::WrongType));
+        let b = parse(serde_json::json!({"name": "Ada", "count": 7, "other": [1]}));
+        assert_eq!(b.name.text(), Ok(Some("Ada".to_string())));
+        assert_eq!(b.count.value(), Some(7));
+        assert_eq!(parse(serde_json::json!({"name": 3})).name.text(), Err(NotAString));
     }
 }

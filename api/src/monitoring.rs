@@ -1,8 +1,7 @@
 //! `/api/v1/monitoring` (§4.4): the ML server's status and history, the processing queue from
 //! Temporal visibility, and the ADMIN-only maintenance endpoints backed by the run reconciler.
 
-use std::collections::HashMap;
-
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -138,11 +137,30 @@ struct ServerHealth {
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // describes the query, which is parsed by hand for the contract's message
 struct HistoryQuery {
     /// Number of rows, newest first.
-    #[param(minimum = 1, maximum = 500, default = 50)]
-    limit: Option<i64>,
+    // Read as text, so that a bad value gets the contract's message rather than a rejection.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500, default = 50)]
+    limit: Option<String>,
+}
+
+impl HistoryQuery {
+    /// The query of a request; a query string that is not even a list of `key=value` pairs has
+    /// no valid `limit` either.
+    fn of(query: Result<Query<Self>, QueryRejection>) -> ApiResult<Self> {
+        query.map(|Query(q)| q).map_err(|_| bad_limit())
+    }
+
+    fn limit(&self) -> ApiResult<i64> {
+        match &self.limit {
+            None => Ok(50),
+            Some(raw) => raw.trim().parse::<i64>().ok().filter(|n| (1..=500).contains(n)).ok_or_else(bad_limit),
+        }
+    }
+}
+
+fn bad_limit() -> ApiError {
+    ApiError::validation_one("limit must be an integer between 1 and 500")
 }
 
 /// All users' rows, `checkedAt` descending.
@@ -158,17 +176,9 @@ struct HistoryQuery {
 async fn get_server_history(
     State(state): State<AppState>,
     _user: AuthUser,
-    Query(q): Query<HashMap<String, String>>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let limit = match q.get("limit") {
-        None => 50,
-        Some(raw) => raw
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| ApiError::validation_one("limit must be an integer between 1 and 500"))?,
-    };
+    let limit = HistoryQuery::of(query)?.limit()?;
     let rows = sqlx::query_as!(
         ServerHealth,
         "SELECT id, status, response_time_ms, stats_payload, checked_at

@@ -411,4 +411,26 @@ mod tests {
             assert_eq!(p, &text_pattern(Lines::Many, false));
         }
     }
+
+    /// The request bodies the handlers deserialize are documented as before: required keys,
+    /// types, and `additionalProperties: false` where other keys are refused.
+    #[test]
+    fn request_schemas_are_the_parsed_types() {
+        let doc: serde_json::Value = serde_json::from_str(super::document()).expect("json");
+        let schema = |name: &str| doc["components"]["schemas"][name].clone();
+        let required = |name: &str| schema(name)["required"].clone();
+        assert_eq!(required("SignupRequest"), serde_json::json!(["email", "password", "firstName", "lastName"]));
+        assert_eq!(required("LoginRequest"), serde_json::json!(["email", "password"]));
+        assert_eq!(required("ChangePasswordRequest"), serde_json::json!(["currentPassword", "newPassword"]));
+        assert_eq!(required("UploadMediaRequest"), serde_json::json!(["media"]));
+        for name in ["UpdateProfileRequest", "UpdateMediaRequest"] {
+            assert_eq!(schema(name)["additionalProperties"], serde_json::json!(false), "{name}");
+            assert!(schema(name)["required"].is_null(), "{name}");
+        }
+        let props = |name: &str| schema(name)["properties"].as_object().map(|p| p.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(props("UpdateProfileRequest"), Some(vec!["firstName".to_string(), "lastName".to_string()]));
+        assert_eq!(props("UpdateMediaRequest"), Some(vec!["description".to_string()]));
+        assert_eq!(props("UploadMediaRequest"), Some(vec!["media".to_string(), "description".to_string()]));
+        assert_eq!(schema("UploadMediaRequest")["properties"]["media"]["format"], "binary");
+    }
 }

@@ -5,7 +5,7 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -18,7 +18,7 @@ use super::password::{self, Verified};
 use super::{AuthUser, COOKIE_NAME, TokenSource, VerifiedToken, token_from_headers};
 use crate::envelope::{Success, ok, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, Lines, str_field};
+use crate::extract::{Field, JsonBody, Lines};
 use crate::openapi::{Null, TAG_AUTH};
 use crate::ratelimit::{self, AttemptLimiter, ClientIp};
 use crate::state::AppState;
@@ -41,77 +41,114 @@ struct AuthResponse {
     token: String,
 }
 
-// The request bodies below only describe the JSON the handlers accept: the handlers read the
-// fields one by one, so that every problem gets the contract's own message.
+// The request bodies: what the handlers deserialize and the OpenAPI document shows. Every field
+// is a `Field`, so that each problem gets the contract's own message from the validation.
 
 /// `POST /auth/signup`. Email is trimmed and lower-cased; names are trimmed.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase", example = json!({
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({
     "email": "ada@example.com", "password": "correct-horse", "firstName": "Ada", "lastName": "Lovelace"
 }))]
-#[allow(dead_code)]
 struct SignupRequest {
-    #[schema(format = Email, max_length = 254)]
-    email: String,
-    #[schema(min_length = 8, max_length = 128)]
-    password: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, format = Email, max_length = 254)]
+    email: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
+    password: Field<String>,
+    #[serde(default)]
     #[schema(
+        value_type = String,
+        required = true,
         min_length = 1,
         max_length = 100,
         pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*[^\s\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F][^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
     )]
-    first_name: String,
+    first_name: Field<String>,
+    #[serde(default)]
     #[schema(
+        value_type = String,
+        required = true,
         min_length = 1,
         max_length = 100,
         pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*[^\s\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F][^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
     )]
-    last_name: String,
+    last_name: Field<String>,
 }
 
 /// `POST /auth/login`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct-horse"}))]
-#[allow(dead_code)]
 struct LoginRequest {
-    #[schema(format = Email, max_length = 254)]
-    email: String,
-    #[schema(min_length = 1)]
-    password: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, format = Email, max_length = 254)]
+    email: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
+    password: Field<String>,
 }
 
 /// `PUT /auth/profile`: any other key is refused (`Field '<key>' cannot be updated.`); `{}` changes nothing.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+// `deny_unknown_fields` is for the document (`additionalProperties: false`); deserializing goes
+// through `ProfileFields`, which keeps the other keys for their messages.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, from = "ProfileFields")]
 #[schema(example = json!({"firstName": "Ada", "lastName": "King"}))]
-#[allow(dead_code)]
 struct UpdateProfileRequest {
     #[schema(
+        value_type = Option<String>,
         min_length = 1,
         max_length = 100,
         pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*[^\s\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F][^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
     )]
-    first_name: Option<String>,
+    first_name: Field<String>,
     #[schema(
+        value_type = Option<String>,
         min_length = 1,
         max_length = 100,
         pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*[^\s\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F][^\u0000-\u0008\u000A-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
     )]
-    last_name: Option<String>,
+    last_name: Field<String>,
+    /// Keys other than the two names, in the order sent.
+    #[schema(ignore)]
+    other_keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileFields {
+    #[serde(default)]
+    first_name: Field<String>,
+    #[serde(default)]
+    last_name: Field<String>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
+}
+
+impl From<ProfileFields> for UpdateProfileRequest {
+    fn from(f: ProfileFields) -> Self {
+        Self { first_name: f.first_name, last_name: f.last_name, other_keys: f.other.keys().cloned().collect() }
+    }
 }
 
 /// `PUT /auth/profile/password`. `confirmPassword` is accepted and ignored.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase", example = json!({
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({
     "currentPassword": "correct-horse", "newPassword": "battery-staple", "confirmPassword": "battery-staple"
 }))]
-#[allow(dead_code)]
 struct ChangePasswordRequest {
-    #[schema(min_length = 1)]
-    current_password: String,
-    #[schema(min_length = 8, max_length = 128)]
-    new_password: String,
-    confirm_password: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
+    current_password: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
+    new_password: Field<String>,
+    /// Accepted and not checked: the client's own confirmation.
+    #[serde(default, rename = "confirmPassword")]
+    #[schema(value_type = Option<String>)]
+    _confirm_password: Field<Value>,
 }
 
 /// Trimmed, lower-cased email if its syntax is acceptable.
@@ -190,16 +227,20 @@ fn check_name(
         (status = 409, description = "`User with this email already exists`", body = ErrorBody),
     ),
 )]
-async fn signup(State(state): State<AppState>, ip: ClientIp, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn signup(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    JsonBody(body): JsonBody<SignupRequest>,
+) -> ApiResult<Response> {
     let mut errors = Vec::new();
-    let email = str_field(&body, "email").ok().flatten().and_then(|e| parse_email(&e));
+    let email = body.email.value().and_then(|e| parse_email(&e));
     if email.is_none() {
         errors.push("Invalid email address".to_string());
     }
-    let pw = str_field(&body, "password").ok().flatten();
+    let pw = body.password.value();
     check_new_password(pw.as_deref(), &mut errors);
-    let first = check_name(str_field(&body, "firstName"), "First name", true, &mut errors);
-    let last = check_name(str_field(&body, "lastName"), "Last name", true, &mut errors);
+    let first = check_name(body.first_name.text(), "First name", true, &mut errors);
+    let last = check_name(body.last_name.text(), "Last name", true, &mut errors);
     let (Some(email), Some(pw), Some(first), Some(last), true) = (email, pw, first, last, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
@@ -253,14 +294,14 @@ fn auth_cookie(state: &AppState, token: &str, exp: i64) -> String {
         (status = 401, description = "`Invalid email or password`", body = ErrorBody),
     ),
 )]
-async fn login(State(state): State<AppState>, ip: ClientIp, JsonBody(body): JsonBody) -> Response {
-    let email_raw = str_field(&body, "email").ok().flatten().unwrap_or_default();
+async fn login(State(state): State<AppState>, ip: ClientIp, JsonBody(body): JsonBody<LoginRequest>) -> Response {
+    let email_raw = body.email.text().ok().flatten().unwrap_or_default();
     let limiter = AttemptLimiter::login(&state, &ip, &email_raw);
     let verdict = limiter.reserve().await;
     if let Some(rejection) = verdict.rejection() {
         return verdict.decorate(rejection);
     }
-    let resp = match login_inner(&state, &body).await {
+    let resp = match login_inner(&state, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -269,13 +310,13 @@ async fn login(State(state): State<AppState>, ip: ClientIp, JsonBody(body): Json
     verdict.decorate(resp)
 }
 
-async fn login_inner(state: &AppState, body: &serde_json::Map<String, Value>) -> ApiResult<Response> {
+async fn login_inner(state: &AppState, body: LoginRequest) -> ApiResult<Response> {
     let mut errors = Vec::new();
-    let email = str_field(body, "email").ok().flatten().and_then(|e| parse_email(&e));
+    let email = body.email.value().and_then(|e| parse_email(&e));
     if email.is_none() {
         errors.push("A valid email is required".to_string());
     }
-    let pw = str_field(body, "password").ok().flatten().filter(|p| !p.is_empty());
+    let pw = body.password.value().filter(|p| !p.is_empty());
     if pw.is_none() {
         errors.push("Password is required".to_string());
     }
@@ -361,15 +402,11 @@ async fn get_profile(user: AuthUser) -> Response {
 async fn update_profile(
     State(state): State<AppState>,
     user: AuthUser,
-    JsonBody(body): JsonBody,
+    JsonBody(body): JsonBody<UpdateProfileRequest>,
 ) -> ApiResult<Response> {
-    let mut errors: Vec<String> = body
-        .keys()
-        .filter(|k| !matches!(k.as_str(), "firstName" | "lastName"))
-        .map(|k| format!("Field '{k}' cannot be updated."))
-        .collect();
-    let first = check_name(str_field(&body, "firstName"), "First name", false, &mut errors);
-    let last = check_name(str_field(&body, "lastName"), "Last name", false, &mut errors);
+    let mut errors: Vec<String> = body.other_keys.iter().map(|k| format!("Field '{k}' cannot be updated.")).collect();
+    let first = check_name(body.first_name.text(), "First name", false, &mut errors);
+    let last = check_name(body.last_name.text(), "Last name", false, &mut errors);
     // An explicit null for a name is not an update of it, but not an error either.
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
@@ -404,14 +441,14 @@ async fn change_password(
     State(state): State<AppState>,
     user: AuthUser,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    JsonBody(body): JsonBody<ChangePasswordRequest>,
 ) -> ApiResult<Response> {
     let mut errors = Vec::new();
-    let current = str_field(&body, "currentPassword").ok().flatten().filter(|p| !p.is_empty());
+    let current = body.current_password.value().filter(|p| !p.is_empty());
     if current.is_none() {
         errors.push("Current password is required".to_string());
     }
-    let new_pw = str_field(&body, "newPassword").ok().flatten();
+    let new_pw = body.new_password.value();
     check_new_password(new_pw.as_deref(), &mut errors);
     let (Some(current), Some(new_pw), true) = (current, new_pw, errors.is_empty()) else {
         return Err(ApiError::validation(errors));

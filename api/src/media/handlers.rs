@@ -21,7 +21,7 @@ use super::{MEDIA_NOT_FOUND, RUN_NOT_FOUND};
 use crate::auth::AuthUser;
 use crate::envelope::{Success, ok, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{JsonBody, Lines, MediaId, clean_text, parse_id};
+use crate::extract::{Field, JsonBody, Lines, MediaId, clean_text, parse_id};
 use crate::openapi::{Empty, TAG_MEDIA};
 use crate::state::AppState;
 
@@ -39,16 +39,35 @@ fn run_not_found() -> ApiError {
 
 /// `PATCH /media/{id}`: only `description` may be changed (`null` clears it, `{}` changes nothing);
 /// any other key is refused (`Field '<key>' cannot be updated.`).
+// `deny_unknown_fields` is for the document (`additionalProperties: false`); deserializing goes
+// through `MediaFields`, which keeps the other keys for their messages.
 #[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, from = "MediaFields")]
 #[schema(example = json!({"description": "Interview, second take"}))]
-#[allow(dead_code)] // describes the body; the handler reads it key by key for the contract's messages
 pub struct UpdateMediaRequest {
     #[schema(
+        value_type = Option<String>,
         max_length = 500,
         pattern = r"^[^\u0000-\u0008\u000B-\u000C\u000E-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
     )]
-    description: Option<String>,
+    description: Field<String>,
+    /// Keys other than `description`, in the order sent.
+    #[schema(ignore)]
+    other_keys: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct MediaFields {
+    #[serde(default)]
+    description: Field<String>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
+}
+
+impl From<MediaFields> for UpdateMediaRequest {
+    fn from(f: MediaFields) -> Self {
+        Self { description: f.description, other_keys: f.other.keys().cloned().collect() }
+    }
 }
 
 /// The caller's media, newest first, each with its owner and its latest run (with analyses).
@@ -100,23 +119,28 @@ pub async fn update_media(
     req: Request,
 ) -> ApiResult<Response> {
     let current = db_media::find_owned(&state.db, id, user.id()).await?.ok_or_else(media_not_found)?;
-    let JsonBody(body) = JsonBody::from_request(req, &state).await?;
+    let JsonBody(body) = JsonBody::<UpdateMediaRequest>::from_request(req, &state).await?;
     let mut errors = Vec::new();
-    let mut description: Option<Option<String>> = None;
-    for (key, value) in &body {
-        match (key.as_str(), value) {
-            ("description", Value::Null) => description = Some(None),
-            ("description", Value::String(s)) if s.chars().count() > MAX_DESCRIPTION_CHARS => {
-                errors.push(format!("Description must be at most {MAX_DESCRIPTION_CHARS} characters"));
-            }
-            ("description", Value::String(s)) => match clean_text(s, Lines::Many) {
-                Some(clean) => description = Some(Some(clean)),
-                None => errors.push(INVALID_DESCRIPTION.to_string()),
-            },
-            ("description", _) => errors.push("Description must be a string or null".to_string()),
-            (other, _) => errors.push(format!("Field '{other}' cannot be updated.")),
+    let description: Option<Option<String>> = match body.description {
+        Field::Missing => None,
+        Field::Null => Some(None),
+        Field::Value(s) if s.chars().count() > MAX_DESCRIPTION_CHARS => {
+            errors.push(format!("Description must be at most {MAX_DESCRIPTION_CHARS} characters"));
+            None
         }
-    }
+        Field::Value(s) => match clean_text(&s, Lines::Many) {
+            Some(clean) => Some(Some(clean)),
+            None => {
+                errors.push(INVALID_DESCRIPTION.to_string());
+                None
+            }
+        },
+        Field::WrongType => {
+            errors.push("Description must be a string or null".to_string());
+            None
+        }
+    };
+    errors.extend(body.other_keys.iter().map(|k| format!("Field '{k}' cannot be updated.")));
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }

@@ -123,17 +123,29 @@ impl ReceivedFile {
     }
 }
 
-/// Everything read from the body.
-#[derive(Default)]
-struct Received {
-    file: Option<ReceivedFile>,
+/// The multipart body of an upload, as read part by part: the file is streamed into storage while
+/// it arrives, so `media` holds where it went, not its bytes.
+#[derive(Default, utoipa::ToSchema)]
+pub struct UploadMediaRequest {
+    /// Exactly one file. Its declared type must be one of the accepted ones (`video/mp4`,
+    /// `video/webm`, `video/quicktime`, `video/x-msvideo`, `video/x-matroska`, `image/jpeg`,
+    /// `image/png`, `image/webp`, `image/gif`, `audio/mpeg`, `audio/wav`, `audio/ogg`, `audio/mp4`
+    /// and their aliases) and the file name's extension must match it.
+    #[schema(value_type = String, required = true, format = Binary, content_media_type = "application/octet-stream")]
+    media: Option<ReceivedFile>,
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000B-\u000C\u000E-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
+    )]
     description: Option<String>,
+    /// A description past its bound, noticed while it arrived.
+    #[schema(ignore)]
     description_too_long: bool,
 }
 
-impl Received {
+impl UploadMediaRequest {
     async fn discard(self) {
-        if let Some(f) = self.file {
+        if let Some(f) = self.media {
             f.discard().await;
         }
     }
@@ -145,23 +157,6 @@ struct Accepted {
     key: String,
     accepted: AcceptedType,
     filename: String,
-    description: Option<String>,
-}
-
-/// The multipart body of an upload.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // describes the body, which is streamed part by part
-pub struct UploadMediaRequest {
-    /// Exactly one file. Its declared type must be one of the accepted ones (`video/mp4`,
-    /// `video/webm`, `video/quicktime`, `video/x-msvideo`, `video/x-matroska`, `image/jpeg`,
-    /// `image/png`, `image/webp`, `image/gif`, `audio/mpeg`, `audio/wav`, `audio/ogg`, `audio/mp4`
-    /// and their aliases) and the file name's extension must match it.
-    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
-    media: Vec<u8>,
-    #[schema(
-        max_length = 500,
-        pattern = r"^[^\u0000-\u0008\u000B-\u000C\u000E-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB\U000110BD\U000110CD\U00013430-\U0001343F\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A\U000E0001\U000E0020-\U000E007F]*$"
-    )]
     description: Option<String>,
 }
 
@@ -201,7 +196,7 @@ pub async fn upload_media(
 /// Reads the whole body, applying §5.1; on success the file is still pending in storage.
 async fn receive(state: &AppState, mut multipart: Multipart<'static>, media_id: Uuid) -> ApiResult<Accepted> {
     let limit = state.config.max_upload_bytes;
-    let mut received = Received::default();
+    let mut received = UploadMediaRequest::default();
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
@@ -215,7 +210,7 @@ async fn receive(state: &AppState, mut multipart: Multipart<'static>, media_id: 
         // Browsers send an empty `filename=""` part for a file input left empty: that is no file.
         let file_name = field.file_name().filter(|n| !n.is_empty()).map(str::to_string);
         let step = match file_name {
-            Some(_) if name != FILE_FIELD || received.file.is_some() => Err(unexpected_file(&name)),
+            Some(_) if name != FILE_FIELD || received.media.is_some() => Err(unexpected_file(&name)),
             Some(raw) => receive_file(state, field, &raw, media_id, limit, &mut received).await,
             None if name == "description" => receive_description(field, limit, &mut received).await,
             None => drain(field, limit).await,
@@ -229,8 +224,8 @@ async fn receive(state: &AppState, mut multipart: Multipart<'static>, media_id: 
 }
 
 /// The rules that need the whole body, in the order of §5.1.
-async fn decide(received: Received) -> ApiResult<Accepted> {
-    let problem = match &received.file {
+async fn decide(received: UploadMediaRequest) -> ApiResult<Accepted> {
+    let problem = match &received.media {
         None => Some(file_required()),
         Some(f) if f.size == 0 => Some(ApiError::validation_one("Uploaded file is empty.")),
         Some(f) if f.filename.len() > MAX_FILENAME_BYTES => Some(filename_too_long()),
@@ -254,7 +249,7 @@ async fn decide(received: Received) -> ApiResult<Accepted> {
         received.discard().await;
         return Err(problem);
     }
-    let Received { file, description, .. } = received;
+    let UploadMediaRequest { media: file, description, .. } = received;
     let Some(file) = file else { return Err(file_required()) };
     match file.stored {
         Some(Stored { upload, key, accepted }) => Ok(Accepted {
@@ -297,7 +292,7 @@ async fn receive_file(
     raw_name: &str,
     media_id: Uuid,
     limit: u64,
-    received: &mut Received,
+    received: &mut UploadMediaRequest,
 ) -> ApiResult<()> {
     // Stored NFC-normalised and trimmed; a name with a refused character is kept as sent, and
     // refused once the body has been read.
@@ -318,7 +313,7 @@ async fn receive_file(
         None => None,
     };
     let description_rejected = received.description_too_long;
-    let file = received.file.insert(ReceivedFile { filename, declared_mime, size: 0, head: Vec::new(), stored });
+    let file = received.media.insert(ReceivedFile { filename, declared_mime, size: 0, head: Vec::new(), stored });
     loop {
         let chunk = match field.chunk().await {
             Ok(Some(chunk)) => chunk,
@@ -348,7 +343,11 @@ async fn receive_file(
 }
 
 /// Reads a description; one longer than any 500 characters can be ends the request at once.
-async fn receive_description(mut field: Field<'static>, limit: u64, received: &mut Received) -> ApiResult<()> {
+async fn receive_description(
+    mut field: Field<'static>,
+    limit: u64,
+    received: &mut UploadMediaRequest,
+) -> ApiResult<()> {
     let mut bytes = Vec::new();
     loop {
         match field.chunk().await {
