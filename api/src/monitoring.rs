@@ -18,7 +18,7 @@ use drishtiksha_common::workflow::WORKFLOW_TYPE;
 use drishtiksha_ml::{MlError, MlErrorKind, cached_stats};
 
 use crate::auth::AuthUser;
-use crate::envelope::{Success, ok};
+use crate::envelope::{Envelope, Success, ok};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::openapi::TAG_MONITORING;
 use crate::state::AppState;
@@ -177,7 +177,7 @@ async fn get_server_history(
     State(state): State<AppState>,
     _user: AuthUser,
     query: Result<Query<HistoryQuery>, QueryRejection>,
-) -> ApiResult<Response> {
+) -> ApiResult<Envelope<Vec<ServerHealth>>> {
     let limit = HistoryQuery::of(query)?.limit()?;
     let rows = sqlx::query_as!(
         ServerHealth,
@@ -187,7 +187,7 @@ async fn get_server_history(
     )
     .fetch_all(&state.db)
     .await?;
-    Ok(ok(rows, "Server health history retrieved successfully").into_response())
+    Ok(ok(rows, "Server health history retrieved successfully"))
 }
 
 /// `server_health.status`, from the ML server's `status` (§3.5); stored as text.
@@ -224,7 +224,7 @@ pub struct QueueStatus {
         (status = 503, description = "Temporal (or the database) is unavailable", body = ErrorBody),
     ),
 )]
-async fn get_queue_status(State(state): State<AppState>, _user: AuthUser) -> ApiResult<Response> {
+async fn get_queue_status(State(state): State<AppState>, _user: AuthUser) -> ApiResult<Envelope<QueueStatus>> {
     let client = state.temporal().await.map_err(ApiError::unavailable)?;
     let tq = state.config.common.temporal.task_queue.replace('\'', "");
     let since = (Utc::now() - ChronoDuration::hours(24)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -269,7 +269,7 @@ async fn get_queue_status(State(state): State<AppState>, _user: AuthUser) -> Api
         failed: failed + timed_out + terminated,
         delayed: db.delayed,
     };
-    Ok(ok(status, "Processing queue status retrieved successfully.").into_response())
+    Ok(ok(status, "Processing queue status retrieved successfully."))
 }
 
 /// One pass of the run reconciler, now.
@@ -282,11 +282,11 @@ async fn get_queue_status(State(state): State<AppState>, _user: AuthUser) -> Api
         (status = 503, description = "Temporal (or the database) is unavailable", body = ErrorBody),
     ),
 )]
-async fn check_stuck_runs(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
+async fn check_stuck_runs(State(state): State<AppState>, user: AuthUser) -> ApiResult<Envelope<PassReport>> {
     user.require_admin()?;
     let report = state.reconciler().await.map_err(ApiError::unavailable)?.run_pass().await?;
     let message = format!("Checked {} runs and finalized {} stuck runs.", report.checked, report.finalized);
-    Ok(ok(PassReport::from(report), "").with_message(message).into_response())
+    Ok(ok(PassReport::from(report), "").with_message(message))
 }
 
 /// Media whose status, or whose runs' statuses and counts, contradict their rows or workflows.
@@ -299,14 +299,14 @@ async fn check_stuck_runs(State(state): State<AppState>, user: AuthUser) -> ApiR
         (status = 503, description = "Temporal (or the database) is unavailable", body = ErrorBody),
     ),
 )]
-async fn verify_statuses(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
+async fn verify_statuses(State(state): State<AppState>, user: AuthUser) -> ApiResult<Envelope<Verification>> {
     user.require_admin()?;
     let v = state.reconciler().await.map_err(ApiError::unavailable)?.verify().await?;
     let message = format!(
         "Verified {} media items: {} correct, {} incorrect.",
         v.total_media, v.correct_media, v.incorrect_media
     );
-    Ok(ok(Verification::from(v), "").with_message(message).into_response())
+    Ok(ok(Verification::from(v), "").with_message(message))
 }
 
 /// Repairs what `verify-statuses` finds; never moves a terminal run to a non-terminal status.
@@ -319,7 +319,7 @@ async fn verify_statuses(State(state): State<AppState>, user: AuthUser) -> ApiRe
         (status = 503, description = "Temporal (or the database) is unavailable", body = ErrorBody),
     ),
 )]
-async fn fix_statuses(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
+async fn fix_statuses(State(state): State<AppState>, user: AuthUser) -> ApiResult<Envelope<FixReport>> {
     user.require_admin()?;
     let (fixed, failed) = state.reconciler().await.map_err(ApiError::unavailable)?.fix().await?;
     let message = if fixed == 0 && failed == 0 {
@@ -327,5 +327,5 @@ async fn fix_statuses(State(state): State<AppState>, user: AuthUser) -> ApiResul
     } else {
         format!("Fixed {fixed} status issues, {failed} failures.")
     };
-    Ok(ok(FixReport { fixed, failed }, "").with_message(message).into_response())
+    Ok(ok(FixReport { fixed, failed }, "").with_message(message))
 }

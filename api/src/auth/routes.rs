@@ -16,7 +16,7 @@ use drishtiksha_common::db::{self, tokens, users};
 
 use super::password::{self, Verified};
 use super::{AuthUser, COOKIE_NAME, TokenSource, VerifiedToken, token_from_headers};
-use crate::envelope::{Success, ok, with_status};
+use crate::envelope::{Envelope, Success, ok, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Field, JsonBody, Lines};
 use crate::openapi::{Null, TAG_AUTH};
@@ -403,7 +403,7 @@ async fn update_profile(
     State(state): State<AppState>,
     user: AuthUser,
     JsonBody(body): JsonBody<UpdateProfileRequest>,
-) -> ApiResult<Response> {
+) -> ApiResult<Envelope<views::User>> {
     let mut errors: Vec<String> = body.other_keys.iter().map(|k| format!("Field '{k}' cannot be updated.")).collect();
     let first = check_name(body.first_name.text(), "First name", false, &mut errors);
     let last = check_name(body.last_name.text(), "Last name", false, &mut errors);
@@ -412,12 +412,12 @@ async fn update_profile(
         return Err(ApiError::validation(errors));
     }
     if first.is_none() && last.is_none() {
-        return Ok(ok(views::User::from(user.0), "Profile updated successfully").into_response());
+        return Ok(ok(views::User::from(user.0), "Profile updated successfully"));
     }
     let updated = users::update_names(&state.db, user.id(), first.as_deref(), last.as_deref())
         .await?
         .ok_or_else(|| ApiError::unauthorized("Invalid access token or user is inactive."))?;
-    Ok(ok(views::User::from(updated), "Profile updated successfully").into_response())
+    Ok(ok(views::User::from(updated), "Profile updated successfully"))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -19,7 +19,7 @@ use super::analysis::{self, RunToStart};
 use super::upload::{INVALID_DESCRIPTION, MAX_DESCRIPTION_CHARS};
 use super::{MEDIA_NOT_FOUND, RUN_NOT_FOUND};
 use crate::auth::AuthUser;
-use crate::envelope::{Success, ok, with_status};
+use crate::envelope::{Envelope, Success, ok, with_status};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Field, JsonBody, Lines, MediaId, clean_text, parse_id};
 use crate::openapi::{Empty, TAG_MEDIA};
@@ -77,9 +77,9 @@ impl From<MediaFields> for UpdateMediaRequest {
     responses((status = 200, description = "`Success`", body = Success<Vec<Media>>)),
 )]
 #[instrument(skip_all, fields(user.id = %user.id()))]
-pub async fn list_media(State(state): State<AppState>, user: AuthUser) -> ApiResult<Response> {
+pub async fn list_media(State(state): State<AppState>, user: AuthUser) -> ApiResult<Envelope<Vec<Media>>> {
     let media = state.views(db_media::list_for_user(&state.db, user.id()).await?).await;
-    Ok(ok(media, "Success").into_response())
+    Ok(ok(media, "Success"))
 }
 
 /// The media with its owner and all its runs (`runNumber` descending), each with its analyses.
@@ -94,10 +94,14 @@ pub async fn list_media(State(state): State<AppState>, user: AuthUser) -> ApiRes
     ),
 )]
 #[instrument(skip_all, fields(media.id = %id))]
-pub async fn get_media(State(state): State<AppState>, user: AuthUser, MediaId(id): MediaId) -> ApiResult<Response> {
+pub async fn get_media(
+    State(state): State<AppState>,
+    user: AuthUser,
+    MediaId(id): MediaId,
+) -> ApiResult<Envelope<Media>> {
     let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
     let media = state.view(media).await;
-    Ok(ok(media, "Success").into_response())
+    Ok(ok(media, "Success"))
 }
 
 /// Order of checks: id (400) → ownership (404) → body (400), so the body is read last.
@@ -167,7 +171,11 @@ pub async fn update_media(
     ),
 )]
 #[instrument(skip_all, fields(media.id = %id))]
-pub async fn delete_media(State(state): State<AppState>, user: AuthUser, MediaId(id): MediaId) -> ApiResult<Response> {
+pub async fn delete_media(
+    State(state): State<AppState>,
+    user: AuthUser,
+    MediaId(id): MediaId,
+) -> ApiResult<Envelope<Empty>> {
     db_media::find_owned(&state.db, id, user.id()).await?.ok_or_else(media_not_found)?;
     let active = db_media::active_runs(&state.db, id).await?;
     if !active.is_empty() {
@@ -192,7 +200,7 @@ pub async fn delete_media(State(state): State<AppState>, user: AuthUser, MediaId
     }
     super::results::delete_run_objects(&state, &runs).await;
     tracing::info!(runs.cancelled = active.len(), "media deleted");
-    Ok(ok(Empty {}, "Media deleted successfully.").into_response())
+    Ok(ok(Empty {}, "Media deleted successfully."))
 }
 
 /// Creates run `max(runNumber) + 1` and starts its workflow. No body.
@@ -213,7 +221,7 @@ pub async fn rerun_analysis(
     State(state): State<AppState>,
     user: AuthUser,
     MediaId(id): MediaId,
-) -> ApiResult<Response> {
+) -> ApiResult<Envelope<Media>> {
     let run_id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
     let created = db_media::insert_next_run(&mut tx, id, user.id(), run_id, |n| workflow_id(id, n)).await;
@@ -244,8 +252,7 @@ pub async fn rerun_analysis(
     analysis::start_or_queue(&state, start).await;
     let media = db_media::load_full(&state.db, id, Some(user.id())).await?.ok_or_else(media_not_found)?;
     let media = state.view(media).await;
-    Ok(with_status(StatusCode::ACCEPTED, media, "A new analysis run has been successfully queued for this media.")
-        .into_response())
+    Ok(with_status(StatusCode::ACCEPTED, media, "A new analysis run has been successfully queued for this media."))
 }
 
 /// `:runId` of the run routes (checked after the media id).
@@ -269,10 +276,10 @@ pub async fn get_run(
     user: AuthUser,
     MediaId(id): MediaId,
     Path(params): Path<HashMap<String, String>>,
-) -> ApiResult<Response> {
+) -> ApiResult<Envelope<Run>> {
     let run_id = parse_id(run_id_param(&params), "Invalid run id")?;
     let run = db_media::find_run(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
-    Ok(ok(views::Run::from(run), "Analysis run retrieved successfully.").into_response())
+    Ok(ok(views::Run::from(run), "Analysis run retrieved successfully."))
 }
 
 /// Requests cancellation; the run becomes CANCELLED when its workflow has wound down (§6.4).
@@ -293,7 +300,7 @@ pub async fn cancel_run(
     user: AuthUser,
     MediaId(id): MediaId,
     Path(params): Path<HashMap<String, String>>,
-) -> ApiResult<Response> {
+) -> ApiResult<Envelope<Run>> {
     let run_id = parse_id(run_id_param(&params), "Invalid run id")?;
     let handle = db_media::find_run_handle(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
     if handle.status.is_terminal() {
@@ -302,6 +309,5 @@ pub async fn cancel_run(
     analysis::cancel(&state, &handle.workflow_id, "Cancelled by the user").await.map_err(ApiError::unavailable)?;
     tracing::info!(run.id = %run_id, "run cancellation requested");
     let run = db_media::find_run(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
-    Ok(with_status(StatusCode::ACCEPTED, views::Run::from(run), "Cancellation requested for this analysis run.")
-        .into_response())
+    Ok(with_status(StatusCode::ACCEPTED, views::Run::from(run), "Cancellation requested for this analysis run."))
 }
