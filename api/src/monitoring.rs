@@ -43,14 +43,33 @@ pub fn router() -> OpenApiRouter<AppState> {
                      "is_video": true, "is_audio": false, "is_image": false}],
     "responseTimeMs": 143, "cachedAt": "2025-10-12T03:41:49.123Z"
 }))]
-#[allow(dead_code)] // describes the ML server's object, which is passed through as JSON
+#[derive(Serialize)]
 pub struct ServerStatus {
+    /// The ML server's own keys, as it sent them.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    stats: serde_json::Map<String, Value>,
     /// Duration of the ML call, in milliseconds.
-    #[schema(rename = "responseTimeMs")]
-    response_time_ms: i64,
+    #[serde(rename = "responseTimeMs", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64, required = true)]
+    response_time_ms: Option<Value>,
     /// When the ML server was asked.
-    #[schema(rename = "cachedAt")]
-    cached_at: DateTime<Utc>,
+    #[serde(rename = "cachedAt", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = DateTime<Utc>, required = true)]
+    cached_at: Option<Value>,
+}
+
+impl ServerStatus {
+    /// The cached `/stats` object (an object by construction of the cache).
+    fn of(stats: Value) -> Self {
+        let mut stats = match stats {
+            Value::Object(map) => map,
+            other => serde_json::Map::from_iter([("status".to_string(), other)]),
+        };
+        let response_time_ms = stats.remove("responseTimeMs");
+        let cached_at = stats.remove("cachedAt");
+        Self { stats, response_time_ms, cached_at }
+    }
 }
 
 /// The model flags in both spellings: the ML server sends `isVideo`…, while the original
@@ -107,11 +126,11 @@ fn ml_error_response(e: &MlError) -> ApiError {
         (status = 504, description = ML_FAILURES, body = ErrorBody),
     ),
 )]
-async fn get_server_status(State(state): State<AppState>, _user: AuthUser) -> ApiResult<Response> {
+async fn get_server_status(State(state): State<AppState>, _user: AuthUser) -> ApiResult<Envelope<ServerStatus>> {
     match cached_stats(&state.ml, &state.redis, &state.db).await {
         Ok(mut stats) => {
             with_both_flag_spellings(&mut stats);
-            Ok(ok(stats, "Server status retrieved successfully").into_response())
+            Ok(ok(ServerStatus::of(stats), "Server status retrieved successfully"))
         }
         Err(e) => Err(ml_error_response(&e)),
     }
@@ -126,8 +145,7 @@ async fn get_server_status(State(state): State<AppState>, _user: AuthUser) -> Ap
 }))]
 struct ServerHealth {
     id: Uuid,
-    #[schema(value_type = HealthStatus)]
-    status: String,
+    status: HealthStatus,
     response_time_ms: i32,
     #[schema(required = true, value_type = Option<Object>)]
     stats_payload: Option<Value>,
@@ -179,26 +197,46 @@ async fn get_server_history(
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> ApiResult<Envelope<Vec<ServerHealth>>> {
     let limit = HistoryQuery::of(query)?.limit()?;
-    let rows = sqlx::query_as!(
-        ServerHealth,
+    let rows = sqlx::query!(
         "SELECT id, status, response_time_ms, stats_payload, checked_at
          FROM server_health ORDER BY checked_at DESC LIMIT $1",
         limit
     )
     .fetch_all(&state.db)
     .await?;
+    let rows = rows
+        .into_iter()
+        .map(|r| ServerHealth {
+            id: r.id,
+            status: HealthStatus::of_stored(&r.status),
+            response_time_ms: r.response_time_ms,
+            stats_payload: r.stats_payload,
+            checked_at: r.checked_at,
+        })
+        .collect();
     Ok(ok(rows, "Server health history retrieved successfully"))
 }
 
 /// `server_health.status`, from the ML server's `status` (§3.5); stored as text.
-#[derive(ToSchema)]
-#[schema(rename_all = "UPPERCASE")]
-#[allow(dead_code)] // describes the stored text
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
 enum HealthStatus {
     Healthy,
     Degraded,
     Unhealthy,
     Unknown,
+}
+
+impl HealthStatus {
+    /// The stored text as written by `drishtiksha_ml::health_status`; anything else is unknown.
+    fn of_stored(text: &str) -> Self {
+        match text {
+            "HEALTHY" => Self::Healthy,
+            "DEGRADED" => Self::Degraded,
+            "UNHEALTHY" => Self::Unhealthy,
+            _ => Self::Unknown,
+        }
+    }
 }
 
 /// The processing queue, from Temporal visibility and the database (§4.4).
@@ -328,4 +366,20 @@ async fn fix_statuses(State(state): State<AppState>, user: AuthUser) -> ApiResul
         format!("Fixed {fixed} status issues, {failed} failures.")
     };
     Ok(ok(FixReport { fixed, failed }, "").with_message(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HealthStatus;
+
+    /// Every status the ML client stores reads back as itself.
+    #[test]
+    fn stored_health_statuses_read_back() {
+        for status in ["running", "degraded", "error", "starting"] {
+            let stored = drishtiksha_ml::health_status(&serde_json::json!({ "status": status }));
+            let read = HealthStatus::of_stored(stored);
+            assert_eq!(serde_json::to_value(read).ok(), Some(serde_json::json!(stored)), "{status}");
+        }
+        assert_eq!(HealthStatus::of_stored("garbage"), HealthStatus::Unknown);
+    }
 }

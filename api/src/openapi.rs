@@ -432,5 +432,8 @@ mod tests {
         assert_eq!(props("UpdateMediaRequest"), Some(vec!["description".to_string()]));
         assert_eq!(props("UploadMediaRequest"), Some(vec!["media".to_string(), "description".to_string()]));
         assert_eq!(schema("UploadMediaRequest")["properties"]["media"]["format"], "binary");
+        assert_eq!(required("ServerStatus"), serde_json::json!(["responseTimeMs", "cachedAt"]));
+        assert_eq!(schema("ServerStatus")["properties"]["cachedAt"]["format"], "date-time");
+        assert_eq!(schema("ServerHealth")["properties"]["status"]["$ref"], "#/components/schemas/HealthStatus");
     }
 }
