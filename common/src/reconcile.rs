@@ -389,10 +389,13 @@ impl Reconciler {
         for issue in verification.issues {
             let outcome = match (issue.kind, issue.run_id) {
                 (IssueKind::OrphanRun, Some(run_id)) => {
+                    // A QUEUED run without a workflow is started (when this reconciler starts
+                    // runs), never failed: it is an upload accepted while Temporal was away.
                     let wf = issue.workflow_id.clone().unwrap_or_default();
+                    let queued = issue.current_run_status == Some(RunStatus::Queued);
                     let mut forced = self.clone();
                     forced.missing_grace = Duration::ZERO;
-                    forced.reconcile_one(run_id, &wf, issue.run_age).await
+                    forced.reconcile(run_id, &wf, issue.run_age, queued).await.map(|r| r != Reconciled::Nothing)
                 }
                 (IssueKind::RunContradiction, Some(run_id)) => {
                     crate::db::repair::recompute_terminal(&self.db, run_id).await.map_err(Into::into)

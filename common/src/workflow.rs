@@ -144,12 +144,24 @@ pub async fn start_run(client: &Client, task_queue: &str, run: &RunToStart) -> a
     }
 }
 
-/// Requests cancellation; Ok(()) when the workflow is already closed or not found.
-pub async fn cancel_analysis(client: &Client, workflow_id: &str, reason: &str) -> anyhow::Result<()> {
+/// What a cancellation request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The workflow was asked to wind down (or had already closed).
+    Requested,
+    /// There is no such workflow: the run was never started (durable intake), or was deleted.
+    NoWorkflow,
+}
+
+/// Requests cancellation; a workflow that is already closed counts as requested.
+pub async fn cancel_analysis(client: &Client, workflow_id: &str, reason: &str) -> anyhow::Result<Cancelled> {
     let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
     match handle.cancel(WorkflowCancelOptions::builder().reason(reason.to_string()).build()).await {
-        Ok(()) | Err(WorkflowInteractionError::NotFound(_)) => Ok(()),
-        Err(WorkflowInteractionError::Rpc(status)) if status.code() == Code::FailedPrecondition => Ok(()),
+        Ok(()) => Ok(Cancelled::Requested),
+        Err(WorkflowInteractionError::NotFound(_)) => Ok(Cancelled::NoWorkflow),
+        Err(WorkflowInteractionError::Rpc(status)) if status.code() == Code::FailedPrecondition => {
+            Ok(Cancelled::Requested)
+        }
         Err(e) => Err(anyhow::anyhow!("cannot cancel workflow {workflow_id}: {e}")),
     }
 }

@@ -3,7 +3,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use drishtiksha_common::db::runs::{self, Finalization};
+use drishtiksha_common::events;
 pub use drishtiksha_common::reconcile::RunToStart;
+use drishtiksha_common::workflow::Cancelled;
+use uuid::Uuid;
 
 use crate::state::AppState;
 
@@ -70,9 +74,22 @@ async fn start(state: &AppState, run: &RunToStart) -> anyhow::Result<()> {
 }
 
 /// Requests cancellation of a run's workflow.
-pub async fn cancel(state: &AppState, workflow_id: &str, reason: &str) -> anyhow::Result<()> {
+pub async fn cancel(state: &AppState, workflow_id: &str, reason: &str) -> anyhow::Result<Cancelled> {
     let client = state.temporal().await?;
     tokio::time::timeout(CANCEL_TIMEOUT, drishtiksha_common::workflow::cancel_analysis(&client, workflow_id, reason))
         .await
         .map_err(|_| anyhow::anyhow!("cancelling workflow {workflow_id} timed out"))?
+}
+
+/// Cancels a run that has no workflow yet (accepted while Temporal was away, its start still
+/// pending): the run is finalized CANCELLED in the database at once, so a start that happens
+/// later finds it finished and does nothing. A start that raced in since the first request is
+/// asked to cancel too.
+pub async fn cancel_unstarted(state: &AppState, run_id: Uuid, workflow_id: &str, reason: &str) -> anyhow::Result<()> {
+    if let Some(finalized) = runs::finalize(&state.db, run_id, Finalization::Cancel).await? {
+        drishtiksha_common::metrics::RUNS_FINISHED.with_label_values(&[finalized.status.as_str()]).inc();
+        tracing::info!(run.id = %run_id, "queued run cancelled before its workflow started");
+        state.events.publish(&events::run_finalized(&finalized)).await;
+    }
+    cancel(state, workflow_id, reason).await.map(|_| ())
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::views::{self, Media, Run};
 use drishtiksha_common::db::{self, media as db_media};
-use drishtiksha_common::workflow::workflow_id;
+use drishtiksha_common::workflow::{Cancelled, workflow_id};
 
 use super::analysis::{self, RunToStart};
 use super::upload::{INVALID_DESCRIPTION, MAX_DESCRIPTION_CHARS};
@@ -181,7 +181,13 @@ pub async fn delete_media(
     if !active.is_empty() {
         for run in &active {
             // The rows go either way; a workflow that outlives its media finds nothing to write.
-            if let Err(e) = analysis::cancel(&state, &run.workflow_id, "Media deleted").await {
+            let cancelled = match analysis::cancel(&state, &run.workflow_id, "Media deleted").await {
+                Ok(Cancelled::NoWorkflow) => {
+                    analysis::cancel_unstarted(&state, run.id, &run.workflow_id, "Media deleted").await
+                }
+                other => other.map(|_| ()),
+            };
+            if let Err(e) = cancelled {
                 tracing::warn!(run.id = %run.id, error = %format!("{e:#}"), "workflow of a deleted media not cancelled");
             }
         }
@@ -306,7 +312,11 @@ pub async fn cancel_run(
     if handle.status.is_terminal() {
         return Err(ApiError::conflict("Analysis run has already finished."));
     }
-    analysis::cancel(&state, &handle.workflow_id, "Cancelled by the user").await.map_err(ApiError::unavailable)?;
+    let reason = "Cancelled by the user";
+    let outcome = analysis::cancel(&state, &handle.workflow_id, reason).await.map_err(ApiError::unavailable)?;
+    if outcome == Cancelled::NoWorkflow {
+        analysis::cancel_unstarted(&state, run_id, &handle.workflow_id, reason).await.map_err(ApiError::unavailable)?;
+    }
     tracing::info!(run.id = %run_id, "run cancellation requested");
     let run = db_media::find_run(&state.db, id, run_id, user.id()).await?.ok_or_else(run_not_found)?;
     Ok(with_status(StatusCode::ACCEPTED, views::Run::from(run), "Cancellation requested for this analysis run."))
