@@ -153,9 +153,9 @@ async fn serve_api(env: &std::collections::HashMap<String, String>) -> anyhow::R
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let temporal = TemporalDevServer::start()?;
+    let temporal = TemporalDevServer::start().await?;
     let (db_url, _db) = fresh_database().await?;
-    let redis = RedisServer::start()?;
+    let redis = RedisServer::start().await?;
     let storage = std::env::temp_dir().join(format!("bench-events-{}", uuid::Uuid::new_v4()));
 
     let mut standin = drishtiksha_standin::Config::new(KEY);

@@ -16,9 +16,9 @@ const KEY: &str = "bench-ml-key";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let temporal = TemporalDevServer::start()?;
+    let temporal = TemporalDevServer::start().await?;
     let (db_url, db) = fresh_database().await?;
-    let redis = RedisServer::start()?;
+    let redis = RedisServer::start().await?;
     let storage = std::env::temp_dir().join(format!("bench-media-update-{}", uuid::Uuid::new_v4()));
 
     let mut standin = drishtiksha_standin::Config::new(KEY);

@@ -37,9 +37,9 @@ fn rss_kib() -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mib: u64 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(150);
-    let temporal = TemporalDevServer::start()?;
+    let temporal = TemporalDevServer::start().await?;
 
-    let s3 = S3Server::start()?;
+    let s3 = S3Server::start().await?;
     measure(&temporal, mib, "S3 storage", s3.env(&unique_bucket())).await?;
     drop(s3);
 

@@ -189,7 +189,7 @@ async fn local_storage_passes_the_suite() {
 
 #[tokio::test]
 async fn s3_storage_passes_the_suite() {
-    let server = S3Server::start().expect("s3 server");
+    let server = S3Server::start().await.expect("s3 server");
     let bucket = unique_bucket();
     let storage = Storage::from_config(&StorageConfig::S3(Box::new(s3_config(&server, &bucket, None))))
         .await
@@ -209,7 +209,7 @@ async fn s3_storage_passes_the_suite() {
 
 #[tokio::test]
 async fn a_bucket_created_at_start_up_aborts_interrupted_multipart_uploads_after_a_day() {
-    let server = S3Server::start().expect("s3 server");
+    let server = S3Server::start().await.expect("s3 server");
     let bucket = unique_bucket();
     let storage = Storage::from_config(&StorageConfig::S3(Box::new(s3_config(&server, &bucket, None))))
         .await
@@ -261,7 +261,7 @@ async fn local_storage_sweeps_partial_files_of_interrupted_uploads() {
 
 #[tokio::test]
 async fn s3_public_base_url_replaces_presigning_and_existing_buckets_are_reused() {
-    let server = S3Server::start().expect("s3 server");
+    let server = S3Server::start().await.expect("s3 server");
     let bucket = unique_bucket();
     let cfg = StorageConfig::S3(Box::new(s3_config(&server, &bucket, Some("https://cdn.example.com/assets/"))));
     let first = Storage::from_config(&cfg).await.expect("creates the bucket");
@@ -296,7 +296,7 @@ async fn an_unreachable_object_store_is_a_clear_start_up_error() {
 
 #[tokio::test]
 async fn browser_urls_are_signed_for_the_presign_endpoint_and_probe_urls_for_the_store() {
-    let server = S3Server::start().expect("s3 server");
+    let server = S3Server::start().await.expect("s3 server");
     let bucket = unique_bucket();
     let mut cfg = s3_config(&server, &bucket, None);
     // The address browsers use (a proxy in front of the store), here another name of the server.

@@ -89,13 +89,13 @@ pub fn base_env(database_url: &str, redis_url: &str) -> HashMap<String, String> 
 }
 
 /// Waits until something accepts connections on `port` of the loopback address.
-pub fn wait_for_port(port: u16, timeout: Duration, what: &str) -> anyhow::Result<()> {
+pub async fn wait_for_port(port: u16, timeout: Duration, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         if Instant::now() > deadline {
             anyhow::bail!("{what} did not start on port {port}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }
@@ -142,9 +142,9 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    pub fn start() -> anyhow::Result<Self> {
+    pub async fn start() -> anyhow::Result<Self> {
         let mut s = Self { port: free_port(), child: None };
-        s.restart()?;
+        s.restart().await?;
         Ok(s)
     }
 
@@ -152,7 +152,8 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    pub fn restart(&mut self) -> anyhow::Result<()> {
+    /// Starts the server (again) on its port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -160,7 +161,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()?;
         self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(10), "redis-server")
+        wait_for_port(self.port, Duration::from_secs(10), "redis-server").await
     }
 
     pub fn stop(&mut self) {
@@ -181,32 +182,73 @@ impl Drop for RedisServer {
 /// attributes and dynamic config; in memory, or in a SQLite file that survives [`stop`] and
 /// [`restart`] (for outage tests). Killed on drop.
 ///
+/// A start counts once the server answers a namespace call (a visibility count on `default`), not
+/// merely once its port accepts connections. A start that fails (the CLI exits, e.g. because its
+/// port was taken meanwhile, or the server does not answer in time) is tried again, on a fresh port
+/// unless the server must keep its port ([`restart`]).
+///
 /// [`stop`]: TemporalDevServer::stop
 /// [`restart`]: TemporalDevServer::restart
 pub struct TemporalDevServer {
     pub port: u16,
     db_file: Option<PathBuf>,
+    log_file: PathBuf,
     child: Option<Child>,
 }
 
+/// How long one start of the dev server may take before it is tried again.
+const TEMPORAL_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Starts of the dev server tried before giving up.
+const TEMPORAL_START_ATTEMPTS: u32 = 3;
+
 impl TemporalDevServer {
-    pub fn start() -> anyhow::Result<Self> {
-        Self::launch(free_port(), None)
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::launch(None).await
     }
 
     /// A dev server whose state is kept in a file, so that it can be stopped and started again.
-    pub fn start_persistent() -> anyhow::Result<Self> {
+    pub async fn start_persistent() -> anyhow::Result<Self> {
         let file = std::env::temp_dir().join(format!("drishtiksha-temporal-test-{}.db", uuid::Uuid::new_v4().simple()));
-        Self::launch(free_port(), Some(file))
+        Self::launch(Some(file)).await
     }
 
-    fn launch(port: u16, db_file: Option<PathBuf>) -> anyhow::Result<Self> {
-        let mut server = Self { port, db_file, child: None };
-        server.spawn()?;
+    async fn launch(db_file: Option<PathBuf>) -> anyhow::Result<Self> {
+        let log_file =
+            std::env::temp_dir().join(format!("drishtiksha-temporal-test-{}.log", uuid::Uuid::new_v4().simple()));
+        let mut server = Self { port: free_port(), db_file, log_file, child: None };
+        server.spawn(true).await?;
         Ok(server)
     }
 
-    fn spawn(&mut self) -> anyhow::Result<()> {
+    /// Starts the CLI until a start succeeds; `fresh_port`: a failed start moves to another port.
+    async fn spawn(&mut self, fresh_port: bool) -> anyhow::Result<()> {
+        let mut attempt = 1;
+        loop {
+            let mut child = self.command()?.spawn()?;
+            match self.serving(&mut child).await {
+                Ok(()) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log = std::fs::read_to_string(&self.log_file).unwrap_or_default();
+                    let tail: String = log.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+                    if attempt >= TEMPORAL_START_ATTEMPTS {
+                        anyhow::bail!("{e} (after {attempt} attempts); the CLI's log ends with:\n{tail}");
+                    }
+                    eprintln!("Temporal dev server start {attempt} failed, retrying: {e}\n{tail}");
+                }
+            }
+            attempt += 1;
+            if fresh_port {
+                self.port = free_port();
+            }
+        }
+    }
+
+    fn command(&self) -> anyhow::Result<Command> {
         let mut cmd = Command::new(temporal_cli());
         cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--namespace", "default", "--log-level", "error"])
@@ -214,8 +256,59 @@ impl TemporalDevServer {
         if let Some(file) = &self.db_file {
             cmd.arg("--db-filename").arg(file);
         }
-        self.child = Some(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?);
-        wait_for_port(self.port, Duration::from_secs(30), "temporal dev server")
+        let log = std::fs::File::create(&self.log_file)?;
+        cmd.stdout(Stdio::null()).stderr(log);
+        Ok(cmd)
+    }
+
+    /// Waits until `child` serves the namespace on this server's port; fails if it exits first or
+    /// does not answer in time.
+    async fn serving(&self, child: &mut Child) -> anyhow::Result<()> {
+        let deadline = Instant::now() + TEMPORAL_START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("the Temporal dev server on port {} exited ({status})", self.port);
+            }
+            if self.answers().await {
+                // Answered by this child, not by a server that held the port before it.
+                if let Some(status) = child.try_wait()? {
+                    anyhow::bail!("the Temporal dev server on port {} exited ({status})", self.port);
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "the Temporal dev server did not answer on port {} within {TEMPORAL_START_TIMEOUT:?}",
+                    self.port
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether the server answers a visibility count on its namespace.
+    async fn answers(&self) -> bool {
+        let attempt = async {
+            let client = self.client().await.ok()?;
+            client.count_workflows("", temporalio_client::WorkflowCountOptions::default()).await.ok()
+        };
+        matches!(tokio::time::timeout(Duration::from_secs(5), attempt).await, Ok(Some(_)))
+    }
+
+    /// A client of the `default` namespace on this server.
+    pub async fn client(&self) -> anyhow::Result<temporalio_client::Client> {
+        let target = url::Url::parse(&format!("http://{}", self.address()))?;
+        let options = temporalio_client::ConnectionOptions::new(target)
+            .identity("drishtiksha-testkit".to_string())
+            .connect_timeout(Duration::from_secs(5))
+            .build();
+        let client = temporalio_client::Client::connect(
+            options,
+            temporalio_client::ClientOptions::new("default".to_string()).build(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the Temporal dev server at {}: {e}", self.address()))?;
+        Ok(client)
     }
 
     /// Kills the server (its state stays in the file of a persistent server).
@@ -227,9 +320,9 @@ impl TemporalDevServer {
     }
 
     /// Starts the server again on the same port.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
-        self.spawn()
+        self.spawn(false).await
     }
 
     pub fn address(&self) -> String {
@@ -240,6 +333,7 @@ impl TemporalDevServer {
 impl Drop for TemporalDevServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_file(&self.log_file);
         if let Some(file) = &self.db_file {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
@@ -260,7 +354,7 @@ pub const S3_TEST_KEY_ID: &str = "drishtiksha-test";
 pub const S3_TEST_SECRET: &str = "drishtiksha-test-secret";
 
 impl S3Server {
-    pub fn start() -> anyhow::Result<Self> {
+    pub async fn start() -> anyhow::Result<Self> {
         let port = free_port();
         let bin = std::env::var("MOTO_SERVER_PATH")
             .map(PathBuf::from)
@@ -272,7 +366,7 @@ impl S3Server {
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {} (run scripts/setup.sh): {e}", bin.display()))?;
         let server = Self { port, child };
-        wait_for_port(port, Duration::from_secs(60), "S3 server")?;
+        wait_for_port(port, Duration::from_secs(60), "S3 server").await?;
         Ok(server)
     }
 

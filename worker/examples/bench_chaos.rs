@@ -2,7 +2,7 @@
 //! private Redis, the stand-in, a worker) while runs are mid-analysis; per fault, how many runs
 //! were started, ended, ended ANALYZED, duplicate rows, and the ML calls made per (run, model).
 //! The Temporal outage is measured with the real api and worker processes by
-//! `api/tests/durability.rs`.
+//! `api/tests/api/durability.rs`.
 //!
 //! `cargo run --release -p drishtiksha-worker --example bench_chaos [runs]`
 

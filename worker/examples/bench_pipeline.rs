@@ -17,13 +17,12 @@ use drishtiksha_common::config::WorkerConfig;
 use drishtiksha_common::workflow::{AnalysisInput, StartAnalysis, start_analysis};
 use drishtiksha_common::{MediaType, RunStatus, temporal, workflow};
 use drishtiksha_standin::catalogue::{Catalogue, Format};
-use drishtiksha_testkit::{RedisServer, free_port, fresh_database, temporal_cli};
+use drishtiksha_testkit::{RedisServer, TemporalDevServer, fresh_database};
 use sqlx::PgPool;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::runtime::RuntimeOptions;
-use temporalio_sdk::testing::{DevServerLogLevel, EphemeralExe, LocalWorkflowEnvironmentOptions, WorkflowEnvironment};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
 use uuid::Uuid;
@@ -267,19 +266,11 @@ async fn main() -> anyhow::Result<()> {
     let sequential: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(50);
     let batch: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
 
-    let port = free_port();
-    let env = WorkflowEnvironment::start_local(
-        LocalWorkflowEnvironmentOptions::builder()
-            .server_executable(EphemeralExe::ExistingPath(temporal_cli().to_string_lossy().into_owned()))
-            .port(port)
-            .log_level(DevServerLogLevel::Error)
-            .extra_args(drishtiksha_testkit::dev_server_args())
-            .build(),
-    )
-    .await?;
-    let address = format!("127.0.0.1:{port}");
+    let temporal = TemporalDevServer::start().await?;
+    let address = temporal.address();
+    let temporal_client = temporal.client().await?;
     let (db_url, pool) = fresh_database().await?;
-    let redis = RedisServer::start()?;
+    let redis = RedisServer::start().await?;
 
     let mut standin = drishtiksha_standin::Config::new(ML_KEY);
     standin.latency_scale = 0.0;
@@ -322,7 +313,7 @@ async fn main() -> anyhow::Result<()> {
     .execute(&pool)
     .await?;
     let bench =
-        Bench { client: env.client().clone(), pool, storage_root: storage_root.clone(), image, user_id, task_queue };
+        Bench { client: temporal_client.clone(), pool, storage_root: storage_root.clone(), image, user_id, task_queue };
 
     // (a) latency, sequential.
     let mut latencies = Vec::with_capacity(sequential);
@@ -351,7 +342,7 @@ async fn main() -> anyhow::Result<()> {
     // The bare engine on the same server.
     let bare_queue = format!("bare-{}", Uuid::new_v4().simple());
     let (stop_bare, bare_thread) = spawn_bare_worker(address, bare_queue.clone())?;
-    let client = env.client().clone();
+    let client = temporal_client.clone();
     let t0 = Instant::now();
     let starts = (0..batch).map(|i| {
         let client = client.clone();
@@ -393,7 +384,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| pipeline / bare engine | {:.0}% | ≥ 70 % |", 100.0 * pipeline_rate / bare_rate);
 
     let _ = std::fs::remove_dir_all(&storage_root);
-    env.shutdown().await?;
+    drop(temporal);
     drop(redis);
     Ok(())
 }

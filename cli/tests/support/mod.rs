@@ -43,9 +43,9 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(catalogue: &str) -> Self {
-        let temporal = TemporalDevServer::start().expect("temporal");
+        let temporal = TemporalDevServer::start().await.expect("temporal");
         let (db_url, db) = fresh_database().await.expect("database");
-        let redis = RedisServer::start().expect("redis");
+        let redis = RedisServer::start().await.expect("redis");
         let mut standin = drishtiksha_standin::Config::new(ML_KEY);
         standin.catalogue =
             drishtiksha_standin::catalogue::Catalogue::parse(catalogue, drishtiksha_standin::catalogue::Format::Json)

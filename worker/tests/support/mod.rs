@@ -12,14 +12,11 @@ use drishtiksha_common::config::WorkerConfig;
 use drishtiksha_common::workflow::{AnalysisInput, StartAnalysis, start_analysis};
 use drishtiksha_common::{AnalysisStatus, MediaType, RunStatus, workflow};
 use drishtiksha_standin::Config as StandinConfig;
-use drishtiksha_testkit::{RedisServer, eventually, free_port, fresh_database, temporal_cli};
+use drishtiksha_testkit::{RedisServer, TemporalDevServer, eventually, free_port, fresh_database};
 use drishtiksha_worker::{WorkerGuard, spawn_worker};
 use serde_json::Value;
 use sqlx::PgPool;
 use temporalio_client::Client;
-use temporalio_sdk::testing::{
-    DevServerLogLevel, EphemeralExe, LocalServer, LocalWorkflowEnvironmentOptions, WorkflowEnvironment,
-};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -166,7 +163,8 @@ pub fn standin_config() -> StandinConfig {
 }
 
 pub struct Pipeline {
-    pub env: WorkflowEnvironment<LocalServer>,
+    pub temporal: TemporalDevServer,
+    client: Client,
     pub temporal_address: String,
     pub pool: PgPool,
     pub db_url: String,
@@ -180,30 +178,6 @@ pub struct Pipeline {
     pub user_id: Uuid,
 }
 
-/// The SDK's local dev server; it allows the server five seconds to come up, which a loaded
-/// two-core machine can miss, so a start that timed out is tried again on a fresh port.
-async fn start_dev_server() -> (WorkflowEnvironment<LocalServer>, u16) {
-    let mut attempt = 1;
-    loop {
-        let port = free_port();
-        let started = WorkflowEnvironment::start_local(
-            LocalWorkflowEnvironmentOptions::builder()
-                .server_executable(EphemeralExe::ExistingPath(temporal_cli().to_string_lossy().into_owned()))
-                .port(port)
-                .log_level(DevServerLogLevel::Error)
-                .extra_args(drishtiksha_testkit::dev_server_args())
-                .build(),
-        )
-        .await;
-        match started {
-            Ok(env) => return (env, port),
-            Err(e) if attempt < 3 => eprintln!("Temporal dev server start {attempt} failed, retrying: {e:?}"),
-            Err(e) => panic!("Temporal dev server starts: {e:?}"),
-        }
-        attempt += 1;
-    }
-}
-
 impl Pipeline {
     /// Everything but the worker; `standin` `None` points the worker at a port nobody serves.
     pub async fn new(standin: Option<StandinConfig>) -> Self {
@@ -213,8 +187,9 @@ impl Pipeline {
 
     /// Everything but the worker, on a given (migrated) database.
     pub async fn with_database(standin: Option<StandinConfig>, (db_url, pool): (String, PgPool)) -> Self {
-        let (env, port) = start_dev_server().await;
-        let redis = RedisServer::start().expect("redis-server starts");
+        let temporal = TemporalDevServer::start().await.expect("Temporal dev server starts");
+        let client = temporal.client().await.expect("Temporal client connects");
+        let redis = RedisServer::start().await.expect("redis-server starts");
         let (standin, ml_url) = match standin {
             Some(config) => {
                 let s = spawn_standin(config).await;
@@ -235,8 +210,9 @@ impl Pipeline {
         .await
         .expect("user inserted");
         Self {
-            env,
-            temporal_address: format!("127.0.0.1:{port}"),
+            temporal_address: temporal.address(),
+            temporal,
+            client,
             pool,
             db_url,
             redis,
@@ -260,7 +236,7 @@ impl Pipeline {
     }
 
     pub fn client(&self) -> &Client {
-        self.env.client()
+        &self.client
     }
 
     pub fn set(&mut self, var: &str, value: &str) -> &mut Self {

@@ -2,19 +2,16 @@
 //! health history, the queue from Temporal visibility, and the reconciler-backed maintenance
 //! endpoints (§6.5) against a real Temporal dev server.
 
-mod support;
-
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::{Temporal, TestApp, assert_error, body, unique_email};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use drishtiksha_testkit::{TemporalDevServer, free_port, temporal_cli};
+use drishtiksha_testkit::{free_port, temporal_cli};
 use serde_json::{Value, json};
-use support::{TestApp, assert_error, body, unique_email};
 use uuid::Uuid;
 
 const ML_KEY: &str = "monitoring-test-key";
@@ -37,12 +34,12 @@ async fn broken_ml(router: Router) -> SocketAddr {
 }
 
 async fn app_with_ml(server_url: String, key: &str) -> TestApp {
-    TestApp::spawn_with(HashMap::from([
-        ("SERVER_URL", server_url),
-        ("SERVER_API_KEY", key.to_string()),
-        ("ML_STATS_TIMEOUT", "1".to_string()),
-    ]))
-    .await
+    TestApp::builder()
+        .env("SERVER_URL", server_url)
+        .env("SERVER_API_KEY", key)
+        .env("ML_STATS_TIMEOUT", "1")
+        .spawn()
+        .await
 }
 
 async fn health_rows(app: &TestApp) -> Vec<(String, Value)> {
@@ -99,7 +96,7 @@ async fn assert_failure_row(app: TestApp, expected_status: u16, message: &str) {
     let (_, token) = app.signup(&unique_email(), "correct-horse").await;
     let (status, v) = body(app.get_auth("/api/v1/monitoring/server-status", &token).await).await;
     assert_eq!(status, expected_status, "{v}");
-    assert_error(&v, expected_status, message);
+    assert_error(&v, expected_status, message, &[]);
     // Failures are not cached: a second call asks the ML server again.
     let _ = app.get_auth("/api/v1/monitoring/server-status", &token).await;
     let rows = health_rows(&app).await;
@@ -169,31 +166,27 @@ async fn server_status_when_the_ml_server_errors_is_502() {
 
 struct Ops {
     app: TestApp,
-    temporal: TemporalDevServer,
+    temporal_address: String,
     task_queue: String,
     admin_token: String,
     user_id: String,
 }
 
 async fn ops() -> Ops {
-    let temporal = TemporalDevServer::start().expect("temporal");
-    let task_queue = format!("monitoring-{}", Uuid::new_v4().simple());
-    let app = TestApp::spawn_with(HashMap::from([
-        ("TEMPORAL_ADDRESS", temporal.address()),
-        ("TEMPORAL_TASK_QUEUE", task_queue.clone()),
-    ]))
-    .await;
+    let app = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let temporal_address = app.temporal.as_ref().expect("dev server").address();
+    let task_queue = app.task_queue().to_string();
     let email = unique_email();
     let (user_id, admin_token) = app.signup(&email, "correct-horse").await;
     sqlx::query("UPDATE users SET role = 'ADMIN' WHERE email = $1").bind(&email).execute(&app.db).await.expect("admin");
-    Ops { app, temporal, task_queue, admin_token, user_id }
+    Ops { app, temporal_address, task_queue, admin_token, user_id }
 }
 
 impl Ops {
     fn cli(&self, args: &[&str]) {
         let out = Command::new(temporal_cli())
             .args(args)
-            .args(["--address", &self.temporal.address(), "--namespace", "default"])
+            .args(["--address", &self.temporal_address, "--namespace", "default"])
             .output()
             .expect("temporal cli");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -321,7 +314,7 @@ async fn maintenance_endpoints_are_for_admins_only() {
         let r = ops.app.http.request(method, ops.app.url(path)).bearer_auth(&user_token).send().await.expect("req");
         let (status, v) = body(r).await;
         assert_eq!(status, 403);
-        assert_error(&v, 403, "Forbidden: administrator role required.");
+        assert_error(&v, 403, "Forbidden: administrator role required.", &[]);
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use drishtiksha_testkit::workspace_root;
 
-use crate::pipeline::Pipeline;
+use super::pipeline::Pipeline;
 
 /// Test cases per operation and phase, bounded so that the run takes well under a minute;
 /// `SCHEMATHESIS_MAX_EXAMPLES` overrides it for a longer search.
@@ -26,8 +26,8 @@ async fn every_response_conforms_to_the_openapi_document() {
 
     let pipeline = Pipeline::start(0.0).await;
     let api = &pipeline.api;
-    let (_, token) = api.signup().await;
-    let (_, logout_token) = api.signup().await;
+    let (_, token) = api.new_user().await;
+    let (_, logout_token) = api.new_user().await;
     // The maintenance operations need an ADMIN; the role is assigned out of band (§2.4).
     sqlx::query("UPDATE users SET role = 'ADMIN'").execute(&api.db).await.expect("admin");
     let media = api.upload_png(&token).await;

@@ -7,5 +7,4 @@ mod openapi;
 mod pipeline;
 mod results;
 mod s3;
-mod support;
 mod uploads;

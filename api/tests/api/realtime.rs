@@ -1,14 +1,11 @@
 //! Socket.IO over the official `socket.io-client` (Node): handshake rules, the relay of the
 //! Redis progress channel to the right user's sockets, several api instances, Redis restarts.
 
-mod support;
-
-use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::socket::SocketClient;
+use crate::support::{TestApp, unique_email};
 use serde_json::{Value, json};
-use support::socket::SocketClient;
-use support::{TestApp, unique_email};
 use uuid::Uuid;
 
 const CHANNEL: &str = "media-progress-events";
@@ -324,11 +321,11 @@ async fn every_api_instance_relays_to_its_own_sockets() {
 
 #[tokio::test]
 async fn the_listener_resubscribes_after_redis_restarts() {
-    let mut app = TestApp::spawn_with(HashMap::new()).await;
+    let mut app = TestApp::spawn().await;
     let (user, token) = app.signup(&unique_email(), "correct-horse").await;
     let mut c = SocketClient::connected(app.addr, &token).await;
     until_subscribed(&app.redis_url, &mut c, &user).await;
-    app.redis.restart().expect("restart redis");
+    app.redis.restart().await.expect("restart redis");
     until_subscribed(&app.redis_url, &mut c, &user).await;
     publish(&app.redis_url, &msg("m1", &user, "AFTER_RESTART", "after", json!({}))).await;
     let events = events_until(&mut c, "after").await;

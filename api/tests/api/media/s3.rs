@@ -7,23 +7,24 @@ use bytes::Bytes;
 use drishtiksha_common::storage::{S3_PART_SIZE, Storage};
 use drishtiksha_testkit::{S3Server, eventually, s3_object_keys, s3_pending_multipart, unique_bucket};
 
-use crate::support::{Options, Temporal, TestApi, assert_error, json_of, png_bytes};
+use crate::support::{Temporal, TestApp, assert_error, body, png_bytes};
 
 struct S3Api {
-    api: TestApi,
+    api: TestApp,
     store: Storage,
     server: S3Server,
 }
 
 impl S3Api {
     async fn spawn(extra: &[(&str, &str)], max_upload_bytes: Option<u64>) -> Self {
-        let server = S3Server::start().expect("s3 server");
+        let server = S3Server::start().await.expect("s3 server");
         let bucket = unique_bucket();
-        let mut extra_env = server.env(&bucket);
-        for (k, v) in extra {
-            extra_env.insert((*k).to_string(), (*v).to_string());
+        let mut builder =
+            TestApp::builder().temporal(Temporal::Dev).envs(server.env(&bucket)).envs(extra.iter().copied());
+        if let Some(limit) = max_upload_bytes {
+            builder = builder.max_upload_bytes(limit);
         }
-        let api = TestApi::spawn_with(Options { temporal: Temporal::Dev, max_upload_bytes, extra_env }).await;
+        let api = builder.spawn().await;
         let store = server.storage(&bucket).await.expect("store");
         Self { api, store, server }
     }
@@ -52,7 +53,7 @@ impl S3Api {
 #[tokio::test]
 async fn an_upload_is_stored_as_an_object_and_served_by_a_fresh_presigned_url() {
     let s = S3Api::spawn(&[("S3_PRESIGN_TTL", "10m")], None).await;
-    let (_, token) = s.api.signup().await;
+    let (_, token) = s.api.new_user().await;
     let media = s.api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id");
     let key = media["publicId"].as_str().expect("key");
@@ -85,7 +86,7 @@ async fn an_upload_is_stored_as_an_object_and_served_by_a_fresh_presigned_url() 
 #[tokio::test]
 async fn a_public_base_url_is_used_instead_of_presigning() {
     let s = S3Api::spawn(&[("S3_PUBLIC_BASE_URL", "https://cdn.example.com")], None).await;
-    let (_, token) = s.api.signup().await;
+    let (_, token) = s.api.new_user().await;
     let media = s.api.upload_png(&token).await;
     let key = media["publicId"].as_str().expect("key");
     assert_eq!(media["url"], format!("https://cdn.example.com/media/{key}"));
@@ -94,12 +95,12 @@ async fn a_public_base_url_is_used_instead_of_presigning() {
 #[tokio::test]
 async fn a_large_upload_goes_up_in_parts_and_arrives_whole() {
     let s = S3Api::spawn(&[], None).await;
-    let (_, token) = s.api.signup().await;
+    let (_, token) = s.api.new_user().await;
     let mut bytes = png_bytes();
     // Trailing bytes after the image end; the file is stored unchanged.
     bytes.extend((0..(2 * S3_PART_SIZE + 4321)).map(|i| (i % 251) as u8));
     let r = s.api.upload(&token, "big.png", "image/png", bytes.clone(), None).await;
-    let (status, v) = json_of(r).await;
+    let (status, v) = body(r).await;
     assert_eq!(status, 202, "{v}");
     let key = v["data"]["publicId"].as_str().expect("key");
     assert_eq!(v["data"]["size"], bytes.len() as u64);
@@ -113,10 +114,10 @@ async fn a_large_upload_goes_up_in_parts_and_arrives_whole() {
 async fn an_upload_over_the_limit_aborts_its_multipart_upload() {
     let limit = (S3_PART_SIZE + S3_PART_SIZE / 2) as u64;
     let s = S3Api::spawn(&[], Some(limit)).await;
-    let (_, token) = s.api.signup().await;
+    let (_, token) = s.api.new_user().await;
     // Over one part has been sent when the limit is crossed.
     let r = s.api.upload(&token, "big.png", "image/png", vec![7u8; 2 * S3_PART_SIZE], None).await;
-    let (status, v) = json_of(r).await;
+    let (status, v) = body(r).await;
     assert_eq!(status, 413);
     assert_error(&v, 413, "File too large. The maximum size is 12 MB.", &[]);
     s.assert_nothing_stored().await;
@@ -125,20 +126,20 @@ async fn an_upload_over_the_limit_aborts_its_multipart_upload() {
 #[tokio::test]
 async fn a_client_that_disconnects_mid_upload_leaves_no_parts_behind() {
     let s = S3Api::spawn(&[], None).await;
-    let (_, token) = s.api.signup().await;
+    let (_, token) = s.api.new_user().await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let boundary = "----cut-off";
     let head = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; filename=\"gone.png\"\r\nContent-Type: image/png\r\n\r\n"
     );
-    let body = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let request = s
         .api
         .http
         .post(s.api.url("/api/v1/media"))
         .bearer_auth(&token)
         .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(reqwest::Body::wrap_stream(body))
+        .body(reqwest::Body::wrap_stream(stream))
         .send();
     let store = &s;
     let sender = async move {
@@ -161,10 +162,10 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_parts_behind() {
 #[tokio::test]
 async fn ready_names_the_object_store_when_it_is_down() {
     let S3Api { api, server, .. } = S3Api::spawn(&[], None).await;
-    let (status, v) = json_of(api.http.get(api.url("/api/ready")).send().await.expect("ready")).await;
+    let (status, v) = body(api.http.get(api.url("/api/ready")).send().await.expect("ready")).await;
     assert_eq!((status, &v["checks"]["storage"]), (200, &serde_json::json!("ok")), "{v}");
     drop(server);
-    let (status, v) = json_of(api.http.get(api.url("/api/ready")).send().await.expect("ready")).await;
+    let (status, v) = body(api.http.get(api.url("/api/ready")).send().await.expect("ready")).await;
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["checks"]["storage"], "unavailable");
     assert_eq!(v["checks"]["postgres"], "ok");

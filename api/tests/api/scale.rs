@@ -4,11 +4,8 @@
 //! one row per model, and every user's socket, on either api, saw the `media_update` of each of
 //! its own media and nobody else's.
 
-mod support;
-
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,10 +15,11 @@ use drishtiksha_testkit::{
     unique_bucket,
 };
 use futures::StreamExt;
-use serde_json::{Value, json};
-use support::socket::SocketClient;
-use tokio::process::{Child, Command};
+use serde_json::Value;
 use uuid::Uuid;
+
+use crate::support::binaries::{self, api_binary, worker_binary};
+use crate::support::socket::SocketClient;
 
 const ML_KEY: &str = "scale-ml-key";
 const UPLOADS: usize = 40;
@@ -34,60 +32,12 @@ const CATALOGUE: &str = r#"[
 ]"#;
 const MODELS: [&str; 3] = ["IMG-EFFNET", "IMG-SIGLIP", "IMG-WAVE"];
 
-/// A process of the system, killed when the test ends.
-struct Proc {
-    child: Child,
-}
-
-fn spawn(bin: &Path, env: &HashMap<String, String>, logs: &Path, name: &str) -> Proc {
-    let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file");
-    let child = Command::new(bin)
-        .envs(env)
-        // Away from the checkout, so that no developer's .env is read.
-        .current_dir(logs)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    Proc { child }
-}
-
-/// The `worker` binary, built next to the `api` binary by `cargo test --workspace`.
-fn worker_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_api")).with_file_name("worker");
-    assert!(path.exists(), "{} is missing: build it with `cargo build -p drishtiksha-worker`", path.display());
-    path
-}
-
 fn png(upload: usize) -> Vec<u8> {
     drishtiksha_testkit::png_with_marker(&format!("upload-{upload}"))
 }
 
-async fn signup(http: &reqwest::Client, api: SocketAddr) -> String {
-    let email = format!("scale-{}@example.com", Uuid::new_v4().simple());
-    let r = http
-        .post(format!("http://{api}/api/v1/auth/signup"))
-        .json(&json!({"email": email, "password": "correct-horse-battery", "firstName": "Sam", "lastName": "Scale"}))
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.expect("json");
-    v["data"]["token"].as_str().expect("token").to_string()
-}
-
 async fn upload(http: &reqwest::Client, api: SocketAddr, token: &str, bytes: Vec<u8>) -> String {
-    let part = reqwest::multipart::Part::bytes(bytes).file_name("face.png").mime_str("image/png").expect("mime");
-    let r = http
-        .post(format!("http://{api}/api/v1/media"))
-        .bearer_auth(token)
-        .multipart(reqwest::multipart::Form::new().part("media", part))
-        .send()
-        .await
-        .expect("upload");
-    let status = r.status();
-    let v: Value = r.json().await.expect("json");
+    let (status, v) = binaries::upload_png(http, api, token, bytes).await;
     assert_eq!(status, 202, "{v}");
     v["data"]["id"].as_str().expect("id").to_string()
 }
@@ -100,10 +50,10 @@ async fn count(db: &sqlx::PgPool, sql: &str) -> i64 {
 async fn two_apis_and_two_workers_finish_every_run_when_a_worker_dies_mid_batch() {
     let logs = std::env::temp_dir().join(format!("drishtiksha-scale-test-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&logs).expect("log dir");
-    let temporal = TemporalDevServer::start().expect("temporal");
+    let temporal = TemporalDevServer::start().await.expect("temporal");
     let (db_url, db) = fresh_database().await.expect("database");
-    let redis = RedisServer::start().expect("redis");
-    let s3 = S3Server::start().expect("s3 server");
+    let redis = RedisServer::start().await.expect("redis");
+    let s3 = S3Server::start().await.expect("s3 server");
     let bucket = unique_bucket();
 
     let mut standin = drishtiksha_standin::Config::new(ML_KEY);
@@ -129,7 +79,7 @@ async fn two_apis_and_two_workers_finish_every_run_when_a_worker_dies_mid_batch(
         env.insert(k.to_string(), v);
     }
 
-    let api_bin = PathBuf::from(env!("CARGO_BIN_EXE_api"));
+    let api_bin = api_binary();
     let worker_bin = worker_binary();
     let mut apis = Vec::new();
     let mut addrs = Vec::new();
@@ -138,19 +88,15 @@ async fn two_apis_and_two_workers_finish_every_run_when_a_worker_dies_mid_batch(
         let mut e = env.clone();
         e.insert("PORT".into(), port.to_string());
         e.insert("PUBLIC_BASE_URL".into(), format!("http://127.0.0.1:{port}"));
-        apis.push(spawn(&api_bin, &e, &logs, &format!("api-{i}")));
+        apis.push(binaries::spawn(&api_bin, &e, &logs, &format!("api-{i}")));
         addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    let mut workers: Vec<Proc> = (0..2).map(|i| spawn(&worker_bin, &env, &logs, &format!("worker-{i}"))).collect();
+    let mut workers: Vec<_> =
+        (0..2).map(|i| binaries::spawn(&worker_bin, &env, &logs, &format!("worker-{i}"))).collect();
 
     let http = reqwest::Client::new();
     for addr in &addrs {
-        eventually(Duration::from_secs(120), || async {
-            let r = http.get(format!("http://{addr}/api/ready")).send().await.ok()?;
-            (r.status() == 200).then_some(())
-        })
-        .await
-        .unwrap_or_else(|_| panic!("api {addr} not ready; logs in {}", logs.display()));
+        binaries::until_answers(&http, *addr, "/api/ready", &logs).await;
     }
 
     // Users, each with a socket on one of the apis; their uploads go through both.
@@ -158,7 +104,7 @@ async fn two_apis_and_two_workers_finish_every_run_when_a_worker_dies_mid_batch(
     let mut seen: Vec<Arc<Mutex<Vec<Value>>>> = Vec::new();
     let mut readers = Vec::new();
     for u in 0..USERS {
-        let token = signup(&http, addrs[u % 2]).await;
+        let token = binaries::signup(&http, addrs[u % 2]).await;
         let mut socket = SocketClient::start_for(addrs[u % 2], Some(&token), "websocket", 600).await;
         let first = socket.next().await;
         assert_eq!(first["kind"], "connect", "{first}");
@@ -194,8 +140,8 @@ async fn two_apis_and_two_workers_finish_every_run_when_a_worker_dies_mid_batch(
     eventually(Duration::from_secs(120), || async { (count(&db, analyzed).await >= 3).then_some(()) })
         .await
         .unwrap_or_else(|_| panic!("no run finished; logs in {}", logs.display()));
-    workers[0].child.start_kill().expect("kill");
-    workers[0].child.wait().await.expect("wait");
+    workers[0].start_kill().expect("kill");
+    workers[0].wait().await.expect("wait");
     let at_kill = count(&db, analyzed).await;
     assert!(at_kill < UPLOADS as i64, "the batch was over before the kill ({at_kill} runs analysed)");
 

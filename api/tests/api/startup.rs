@@ -1,12 +1,10 @@
 //! Start-up: configuration errors stop the process with one line and exit status 2; readiness
 //! checks the real dependencies.
 
-mod support;
-
 use std::collections::HashMap;
 use std::process::Command;
 
-use support::{TestApp, body};
+use crate::support::{Temporal, TestApp, Turn, body};
 
 fn run_api_with(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = std::env::temp_dir().join(format!("api-startup-{}", uuid::Uuid::new_v4()));
@@ -76,15 +74,14 @@ fn a_frontend_url_that_is_not_a_url_stops_the_api_with_status_2() {
 
 #[tokio::test]
 async fn ready_checks_postgres_redis_and_temporal_for_real() {
-    let temporal = drishtiksha_testkit::TemporalDevServer::start().expect("temporal");
-    let app = TestApp::spawn_with(HashMap::from([("TEMPORAL_ADDRESS", temporal.address())])).await;
+    let mut app = TestApp::builder().temporal(Temporal::Dev).spawn().await;
     let (status, v) = body(app.http.get(app.url("/api/ready")).send().await.expect("req")).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         v,
         serde_json::json!({"success": true, "message": "Ready", "checks": {"postgres": "ok", "redis": "ok", "temporal": "ok", "storage": "ok"}})
     );
-    drop(temporal);
+    drop(app.temporal.take());
     let (status, v) = body(app.http.get(app.url("/api/ready")).send().await.expect("req")).await;
     assert_eq!(status, 503);
     assert_eq!(v["checks"]["temporal"], "unavailable");
@@ -93,7 +90,7 @@ async fn ready_checks_postgres_redis_and_temporal_for_real() {
 #[tokio::test]
 async fn metrics_are_served_in_prometheus_text_format_with_route_labels() {
     let app = TestApp::spawn().await;
-    let token = app.signup(&support::unique_email(), "correct-horse").await.1;
+    let token = app.signup(&crate::support::unique_email(), "correct-horse").await.1;
     let _ = app.get_auth("/api/v1/auth/profile", &token).await;
     let _ = app.http.get(app.url("/api/v1/unknown/path")).send().await.expect("req");
     app.metrics().await;
@@ -122,7 +119,8 @@ fn http_series(text: &str, routes: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn random_paths_ids_and_methods_add_no_metric_series() {
-    let app = TestApp::spawn().await;
+    // Alone in this process: no other api adds series meanwhile.
+    let app = TestApp::builder().turn(Turn::solo().await).spawn().await;
     let xfoo = reqwest::Method::from_bytes(b"XFOO").expect("method");
     let send = |method: reqwest::Method, path: String| {
         let req = app.http.request(method, app.url(&path));
@@ -171,13 +169,12 @@ fn without_metrics_addr_metrics_listen_on_the_loopback_interface() {
 }
 
 mod slow_clients {
-    use std::collections::HashMap;
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
-    use super::support::TestApp;
+    use crate::support::TestApp;
 
     /// Everything the server sends until it closes the connection; fails if it is still open
     /// after `deadline` (far beyond the configured timeouts).
@@ -190,11 +187,7 @@ mod slow_clients {
     }
 
     async fn app_with_timeouts() -> TestApp {
-        TestApp::spawn_with(HashMap::from([
-            ("HTTP_HEADER_TIMEOUT", "1".to_string()),
-            ("HTTP_BODY_TIMEOUT", "1".to_string()),
-        ]))
-        .await
+        TestApp::builder().env("HTTP_HEADER_TIMEOUT", "1").env("HTTP_BODY_TIMEOUT", "1").spawn().await
     }
 
     #[tokio::test]
@@ -227,7 +220,7 @@ mod slow_clients {
 
     #[tokio::test]
     async fn connections_past_the_maximum_wait_until_one_closes() {
-        let app = TestApp::spawn_with(HashMap::from([("HTTP_MAX_CONNECTIONS", "2".to_string())])).await;
+        let app = TestApp::builder().env("HTTP_MAX_CONNECTIONS", "2").spawn().await;
         let request = b"GET /api/health HTTP/1.1\r\nHost: api\r\n\r\n";
         let mut buf = [0u8; 512];
         let mut open = Vec::new();

@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use drishtiksha_common::config::WorkerConfig;
-use drishtiksha_testkit::{eventually, redis_url};
+use drishtiksha_testkit::{RedisServer, eventually};
 use drishtiksha_worker::WorkerGuard;
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::support::{Options, TestApi, json_of};
+use crate::support::{Temporal, TestApp, body};
 
 /// A server put in front of the stand-in: gets its address, returns its own.
 pub(crate) type Front = fn(std::net::SocketAddr) -> futures::future::BoxFuture<'static, std::net::SocketAddr>;
@@ -22,7 +21,7 @@ pub(crate) struct Pipeline {
     /// Declared first so that it is dropped first: a test that fails stops its worker while the
     /// api's Temporal dev server still runs.
     worker: Option<WorkerGuard>,
-    pub(crate) api: TestApi,
+    pub(crate) api: TestApp,
     channel: String,
 }
 
@@ -40,12 +39,13 @@ impl Pipeline {
         extra: HashMap<String, String>,
         front: Option<Front>,
     ) -> Self {
+        let redis = RedisServer::start().await.expect("redis-server");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind stand-in");
         let mut ml_addr = listener.local_addr().expect("addr");
         let channel = format!("media-progress-test-{}", uuid::Uuid::new_v4().simple());
         let mut ml = drishtiksha_standin::Config::new("test-ml-key");
         ml.latency_scale = latency_scale;
-        ml.redis_url = Some(redis_url());
+        ml.redis_url = Some(redis.url());
         ml.channel = channel.clone();
         if let Some(c) = catalogue {
             ml.catalogue =
@@ -57,14 +57,16 @@ impl Pipeline {
             ml_addr = front(ml_addr).await;
         }
 
-        let mut extra_env = HashMap::from([
-            ("SERVER_URL".to_string(), format!("http://{ml_addr}")),
-            ("MEDIA_PROGRESS_CHANNEL_NAME".to_string(), channel.clone()),
-            ("ML_RETRY_INITIAL_INTERVAL_S".to_string(), "1".to_string()),
-        ]);
-        extra_env.extend(extra);
-        let api = TestApi::spawn_with(Options { extra_env, ..Options::default() }).await;
-        let config = WorkerConfig::from_source(&api.env).expect("worker config");
+        let api = TestApp::builder()
+            .temporal(Temporal::Dev)
+            .redis(redis)
+            .env("SERVER_URL", format!("http://{ml_addr}"))
+            .env("MEDIA_PROGRESS_CHANNEL_NAME", channel.clone())
+            .env("ML_RETRY_INITIAL_INTERVAL_S", "1")
+            .envs(extra)
+            .spawn()
+            .await;
+        let config = api.worker_config();
         let worker = tokio::task::spawn_blocking(move || drishtiksha_worker::spawn_worker(config))
             .await
             .expect("join")
@@ -118,8 +120,8 @@ fn is_terminal(status: &Value) -> bool {
 #[tokio::test]
 async fn an_uploaded_video_is_analyzed_end_to_end_through_rest() {
     let p = Pipeline::start(0.0).await;
-    let (_, token) = p.api.signup().await;
-    let (status, v) = json_of(p.api.upload(&token, "interview.mp4", "video/mp4", small_video(), None).await).await;
+    let (_, token) = p.api.new_user().await;
+    let (status, v) = body(p.api.upload(&token, "interview.mp4", "video/mp4", small_video(), None).await).await;
     assert_eq!(status, 202, "{v}");
     let id = v["data"]["id"].as_str().expect("id").to_string();
 
@@ -164,7 +166,7 @@ async fn an_uploaded_video_is_analyzed_end_to_end_through_rest() {
 #[tokio::test]
 async fn cancelling_a_running_run_ends_it_cancelled_and_allows_a_rerun() {
     let p = Pipeline::start(60.0).await;
-    let (_, token) = p.api.signup().await;
+    let (_, token) = p.api.new_user().await;
     let media = p.api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id").to_string();
     let run_id = media["latestAnalysisRunId"].as_str().expect("run").to_string();
@@ -190,13 +192,13 @@ async fn cancelling_a_running_run_ends_it_cancelled_and_allows_a_rerun() {
 #[tokio::test]
 async fn deleting_media_cancels_its_running_analysis_first() {
     let p = Pipeline::start(60.0).await;
-    let (_, token) = p.api.signup().await;
+    let (_, token) = p.api.new_user().await;
     let media = p.api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id").to_string();
     let key = media["publicId"].as_str().expect("key").to_string();
     p.wait_for_media(&token, &id, Duration::from_secs(60), |m| m["status"] == "PROCESSING").await;
 
-    let client = redis::Client::open(redis_url()).expect("redis");
+    let client = redis::Client::open(p.api.redis_url.as_str()).expect("redis");
     let mut events = client.get_async_pubsub().await.expect("pubsub");
     events.subscribe(&p.channel).await.expect("subscribe");
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestApi, assert_error, assert_timestamp, keys};
+use crate::support::{Temporal, TestApp, assert_error, assert_timestamp, keys};
 
 const NOT_FOUND: &str = "Media not found or you do not have permission.";
 const RUN_NOT_FOUND: &str = "Analysis run not found or you do not have permission.";
@@ -44,7 +44,7 @@ fn with_relations() -> Vec<String> {
     MEDIA_KEYS.iter().map(|k| k.to_string()).chain(["user".to_string(), "analysisRuns".to_string()]).collect()
 }
 
-async fn latest_run_id(api: &TestApi, media_id: &str) -> String {
+async fn latest_run_id(api: &TestApp, media_id: &str) -> String {
     let id: uuid::Uuid =
         sqlx::query_scalar("SELECT id FROM analysis_runs WHERE media_id = $1::uuid ORDER BY run_number DESC LIMIT 1")
             .bind(media_id)
@@ -56,10 +56,10 @@ async fn latest_run_id(api: &TestApi, media_id: &str) -> String {
 
 #[tokio::test]
 async fn upload_returns_202_with_the_media_without_relations_and_run_1_queued() {
-    let api = TestApi::spawn().await;
-    let (user_id, token) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (user_id, token) = api.new_user().await;
     let r = api.upload(&token, "Clip.PNG", "image/png", crate::support::png_bytes(), Some("first look")).await;
-    let (status, v) = crate::support::json_of(r).await;
+    let (status, v) = crate::support::body(r).await;
     assert_eq!(status, 202, "{v}");
     assert_eq!(keys(&v), vec!["statusCode", "data", "message", "success"]);
     assert_eq!(v["statusCode"], 202);
@@ -94,9 +94,9 @@ async fn upload_returns_202_with_the_media_without_relations_and_run_1_queued() 
 
 #[tokio::test]
 async fn list_returns_only_the_callers_media_newest_first_with_the_latest_run() {
-    let api = TestApi::spawn().await;
-    let (user_id, token) = api.signup().await;
-    let (_, other) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (user_id, token) = api.new_user().await;
+    let (_, other) = api.new_user().await;
     let first = api.upload_png(&token).await;
     let second = api.upload_png(&token).await;
     api.upload_png(&other).await;
@@ -125,8 +125,8 @@ async fn list_returns_only_the_callers_media_newest_first_with_the_latest_run() 
 
 #[tokio::test]
 async fn get_media_returns_every_run_newest_first_with_analyses() {
-    let api = TestApi::spawn().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
     let media = api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id");
     let run1 = latest_run_id(&api, id).await;
@@ -193,9 +193,9 @@ async fn get_media_returns_every_run_newest_first_with_analyses() {
 
 #[tokio::test]
 async fn media_of_other_users_and_missing_media_are_404_on_every_route() {
-    let api = TestApi::spawn().await;
-    let (_, owner) = api.signup().await;
-    let (_, intruder) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, owner) = api.new_user().await;
+    let (_, intruder) = api.new_user().await;
     let media = api.upload_png(&owner).await;
     let id = media["id"].as_str().expect("id");
     let run = latest_run_id(&api, id).await;
@@ -229,8 +229,8 @@ async fn media_of_other_users_and_missing_media_are_404_on_every_route() {
 
 #[tokio::test]
 async fn invalid_ids_are_400_before_anything_else() {
-    let api = TestApi::spawn().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
     let media = api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id");
     let (s, v) = api.get("/api/v1/media/not-a-uuid", &token).await;
@@ -255,9 +255,9 @@ async fn invalid_ids_are_400_before_anything_else() {
 
 #[tokio::test]
 async fn patch_checks_id_then_ownership_then_body() {
-    let api = TestApi::spawn().await;
-    let (_, token) = api.signup().await;
-    let (_, other) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
+    let (_, other) = api.new_user().await;
     let media = api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id");
     let path = format!("/api/v1/media/{id}");
@@ -293,7 +293,7 @@ async fn patch_checks_id_then_ownership_then_body() {
         .send()
         .await
         .expect("request");
-    let (s, v) = crate::support::json_of(r).await;
+    let (s, v) = crate::support::body(r).await;
     assert_eq!(s, 400);
     assert_error(&v, 400, "Malformed JSON in request body.", &[]);
 
@@ -314,8 +314,8 @@ async fn patch_checks_id_then_ownership_then_body() {
 
 #[tokio::test]
 async fn rerun_is_409_while_a_run_is_active_and_creates_the_next_run_afterwards() {
-    let api = TestApi::spawn().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
     let media = api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id");
     let path = format!("/api/v1/media/{id}/analyze");
@@ -346,8 +346,8 @@ async fn rerun_is_409_while_a_run_is_active_and_creates_the_next_run_afterwards(
 
 #[tokio::test]
 async fn two_concurrent_reruns_queue_exactly_one_run() {
-    let api = TestApi::spawn().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
     let media = api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id");
     api.finish_run(&latest_run_id(&api, id).await).await;
@@ -375,8 +375,8 @@ async fn two_concurrent_reruns_queue_exactly_one_run() {
 
 #[tokio::test]
 async fn get_run_returns_the_run_with_its_analyses_only_under_its_own_media() {
-    let api = TestApi::spawn().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
     let a = api.upload_png(&token).await;
     let b = api.upload_png(&token).await;
     let a_id = a["id"].as_str().expect("id");
@@ -401,8 +401,8 @@ async fn get_run_returns_the_run_with_its_analyses_only_under_its_own_media() {
 
 #[tokio::test]
 async fn cancel_is_202_while_active_repeatable_and_409_once_finished() {
-    let api = TestApi::spawn().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
     let media = api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id");
     let run = latest_run_id(&api, id).await;
@@ -426,8 +426,8 @@ async fn cancel_is_202_while_active_repeatable_and_409_once_finished() {
 
 #[tokio::test]
 async fn delete_removes_rows_and_file_and_everything_404s_afterwards() {
-    let api = TestApi::spawn().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
     let media = api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id");
     let key = media["publicId"].as_str().expect("key");
@@ -454,8 +454,8 @@ async fn delete_removes_rows_and_file_and_everything_404s_afterwards() {
 
 #[tokio::test]
 async fn delete_of_media_whose_file_is_already_gone_still_succeeds() {
-    let api = TestApi::spawn().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
     let media = api.upload_png(&token).await;
     let id = media["id"].as_str().expect("id");
     std::fs::remove_file(api.storage_dir.join(media["publicId"].as_str().expect("key"))).expect("remove");

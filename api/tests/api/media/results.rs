@@ -16,7 +16,7 @@ use drishtiksha_testkit::{S3Server, s3_object_keys, unique_bucket};
 use futures::FutureExt;
 use serde_json::Value;
 
-use crate::pipeline::Pipeline;
+use super::pipeline::Pipeline;
 use crate::support::file_part;
 
 const HEATMAP_CATALOGUE: &str = r#"[{"name": "HEATMAP-4K", "class_name": "H", "description": "h", "isImage": true,
@@ -52,7 +52,7 @@ fn analyzed(m: &Value) -> bool {
 #[tokio::test]
 async fn a_4k_heatmap_is_bounded_in_media_responses_and_whole_at_the_result_endpoint() {
     let p = Pipeline::start_with(0.0, Some(HEATMAP_CATALOGUE), HashMap::new(), None).await;
-    let (_, token) = p.api.signup().await;
+    let (_, token) = p.api.new_user().await;
     let png = ffmpeg(&["-f", "lavfi", "-i", "color=c=gray:s=3840x2160", "-frames:v", "1"], "png");
     let media = upload(&p, &token, "uhd.png", "image/png", png).await;
     let id = media["id"].as_str().expect("id").to_string();
@@ -106,7 +106,7 @@ async fn a_4k_heatmap_is_bounded_in_media_responses_and_whole_at_the_result_endp
     );
 
     // Someone else's analysis does not exist for them.
-    let (_, other) = p.api.signup().await;
+    let (_, other) = p.api.new_user().await;
     let r = p
         .api
         .http
@@ -170,7 +170,7 @@ async fn forward(client: reqwest::Client, standin: SocketAddr, me: SocketAddr, r
 /// token, media id, run id, the stored spectrogram URL).
 async fn analyzed_audio(extra: HashMap<String, String>) -> (Pipeline, String, String, String, String) {
     let p = Pipeline::start_with(0.0, Some(AUDIO_CATALOGUE), extra, Some(spectrogram_front)).await;
-    let (_, token) = p.api.signup().await;
+    let (_, token) = p.api.new_user().await;
     let wav = ffmpeg(&["-f", "lavfi", "-i", "sine=frequency=440:duration=1"], "wav");
     let media = upload(&p, &token, "voice.wav", "audio/wav", wav).await;
     let id = media["id"].as_str().expect("id").to_string();
@@ -208,7 +208,7 @@ async fn a_results_spectrogram_is_copied_into_local_storage_served_by_us_and_del
 
 #[tokio::test]
 async fn a_results_spectrogram_is_copied_into_s3_and_deleted_with_the_media() {
-    let server = S3Server::start().expect("s3 server");
+    let server = S3Server::start().await.expect("s3 server");
     let bucket = unique_bucket();
     let (p, token, id, run, url) = analyzed_audio(server.env(&bucket)).await;
     let store = server.storage(&bucket).await.expect("store");

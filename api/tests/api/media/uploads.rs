@@ -6,14 +6,14 @@ use bytes::Bytes;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::support::{Options, Temporal, TestApi, assert_error, file_part, json_of, mp4_like, png_bytes};
+use crate::support::{Temporal, TestApp, assert_error, body, file_part, mp4_like, png_bytes};
 
 const FILE_REQUIRED: &str = "A file is required for upload.";
 
 #[tokio::test]
 async fn upload_without_a_multipart_body_is_400_file_required() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let r = api
         .http
         .post(api.url("/api/v1/media"))
@@ -22,7 +22,7 @@ async fn upload_without_a_multipart_body_is_400_file_required() {
         .send()
         .await
         .expect("request");
-    let (status, v) = json_of(r).await;
+    let (status, v) = body(r).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, FILE_REQUIRED, &[]);
     api.assert_nothing_stored().await;
@@ -30,10 +30,10 @@ async fn upload_without_a_multipart_body_is_400_file_required() {
 
 #[tokio::test]
 async fn upload_without_a_file_in_media_is_400_file_required() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let form = Form::new().text("description", "only text").text("media", "not a file");
-    let (status, v) = json_of(api.upload_form(&token, form).await).await;
+    let (status, v) = body(api.upload_form(&token, form).await).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, FILE_REQUIRED, &[]);
     api.assert_nothing_stored().await;
@@ -41,10 +41,10 @@ async fn upload_without_a_file_in_media_is_400_file_required() {
 
 #[tokio::test]
 async fn upload_requires_credentials() {
-    let api = TestApi::without_temporal().await;
+    let api = TestApp::spawn().await;
     let form = Form::new().part("media", file_part("a.png", "image/png", png_bytes()));
     let r = api.http.post(api.url("/api/v1/media")).multipart(form).send().await.expect("request");
-    let (status, v) = json_of(r).await;
+    let (status, v) = body(r).await;
     assert_eq!(status, 401);
     assert_error(&v, 401, "Unauthorized: Access token is required.", &[]);
     api.assert_nothing_stored().await;
@@ -52,12 +52,12 @@ async fn upload_requires_credentials() {
 
 #[tokio::test]
 async fn upload_with_a_file_in_another_field_is_400_unexpected_file_field() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let form = Form::new()
         .part("media", file_part("a.png", "image/png", png_bytes()))
         .part("avatar", file_part("b.png", "image/png", png_bytes()));
-    let (status, v) = json_of(api.upload_form(&token, form).await).await;
+    let (status, v) = body(api.upload_form(&token, form).await).await;
     assert_eq!(status, 400);
     assert_error(
         &v,
@@ -70,12 +70,12 @@ async fn upload_with_a_file_in_another_field_is_400_unexpected_file_field() {
 
 #[tokio::test]
 async fn upload_with_two_files_in_media_is_400_unexpected_file_field() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let form = Form::new()
         .part("media", file_part("a.png", "image/png", png_bytes()))
         .part("media", file_part("b.png", "image/png", png_bytes()));
-    let (status, v) = json_of(api.upload_form(&token, form).await).await;
+    let (status, v) = body(api.upload_form(&token, form).await).await;
     assert_eq!(status, 400);
     assert_error(
         &v,
@@ -88,9 +88,9 @@ async fn upload_with_two_files_in_media_is_400_unexpected_file_field() {
 
 #[tokio::test]
 async fn upload_of_a_zero_byte_file_is_400_empty() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
-    let (status, v) = json_of(api.upload(&token, "empty.png", "image/png", Vec::new(), None).await).await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
+    let (status, v) = body(api.upload(&token, "empty.png", "image/png", Vec::new(), None).await).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, "Validation failed", &["Uploaded file is empty."]);
     api.assert_nothing_stored().await;
@@ -98,12 +98,12 @@ async fn upload_of_a_zero_byte_file_is_400_empty() {
 
 #[tokio::test]
 async fn upload_with_a_file_name_over_255_bytes_is_400() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     // 252 two-byte characters + ".png": 508 bytes but only 256 characters.
     let name = format!("{}.png", "é".repeat(126));
     assert!(name.len() > 255 && name.chars().count() < 255);
-    let (status, v) = json_of(api.upload(&token, &name, "image/png", png_bytes(), None).await).await;
+    let (status, v) = body(api.upload(&token, &name, "image/png", png_bytes(), None).await).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, "Validation failed", &["Filename is too long."]);
     api.assert_nothing_stored().await;
@@ -111,9 +111,9 @@ async fn upload_with_a_file_name_over_255_bytes_is_400() {
 
 #[tokio::test]
 async fn upload_with_a_nul_character_in_its_description_is_400_and_stores_nothing() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
-    let (status, v) = json_of(api.upload(&token, "a.png", "image/png", png_bytes(), Some("a\u{0}b")).await).await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
+    let (status, v) = body(api.upload(&token, "a.png", "image/png", png_bytes(), Some("a\u{0}b")).await).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, "Validation failed", &["Description contains an invalid character"]);
     api.assert_nothing_stored().await;
@@ -121,15 +121,15 @@ async fn upload_with_a_nul_character_in_its_description_is_400_and_stores_nothin
 
 #[tokio::test]
 async fn upload_with_a_description_over_500_characters_is_400() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let long = "d".repeat(501);
-    let (status, v) = json_of(api.upload(&token, "a.png", "image/png", png_bytes(), Some(&long)).await).await;
+    let (status, v) = body(api.upload(&token, "a.png", "image/png", png_bytes(), Some(&long)).await).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, "Validation failed", &["Description must be at most 500 characters"]);
     // Sent before the file, and outranking an unsupported type (§5.1 order).
     let form = Form::new().text("description", long).part("media", file_part("a.txt", "text/plain", b"hi".to_vec()));
-    let (status, v) = json_of(api.upload_form(&token, form).await).await;
+    let (status, v) = body(api.upload_form(&token, form).await).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, "Validation failed", &["Description must be at most 500 characters"]);
     api.assert_nothing_stored().await;
@@ -138,30 +138,25 @@ async fn upload_with_a_description_over_500_characters_is_400() {
 #[tokio::test]
 async fn upload_one_byte_over_the_limit_is_413_and_leaves_nothing() {
     let limit = 1_048_576u64;
-    let api = TestApi::spawn_with(Options {
-        temporal: Temporal::Unreachable,
-        max_upload_bytes: Some(limit),
-        ..Options::default()
-    })
-    .await;
-    let (_, token) = api.signup().await;
-    let body = vec![7u8; limit as usize + 1];
-    let (status, v) = json_of(api.upload(&token, "big.png", "image/png", body, None).await).await;
+    let api = TestApp::builder().max_upload_bytes(limit).spawn().await;
+    let (_, token) = api.new_user().await;
+    let payload = vec![7u8; limit as usize + 1];
+    let (status, v) = body(api.upload(&token, "big.png", "image/png", payload, None).await).await;
     assert_eq!(status, 413);
     assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
     api.assert_nothing_stored().await;
 
     // Exactly at the limit is accepted (its run waits for Temporal, which is away).
-    let mut body = png_bytes();
-    body.resize(limit as usize, 7);
-    let (status, _) = json_of(api.upload(&token, "big.png", "image/png", body, None).await).await;
+    let mut payload = png_bytes();
+    payload.resize(limit as usize, 7);
+    let (status, _) = body(api.upload(&token, "big.png", "image/png", payload, None).await).await;
     assert_eq!(status, 202);
 }
 
 #[tokio::test]
 async fn upload_one_byte_over_the_default_150_mib_limit_is_413_and_leaves_nothing() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
     let total: u64 = 157_286_400 + 1;
     let chunks = futures::stream::unfold(0u64, move |sent| async move {
@@ -175,7 +170,7 @@ async fn upload_one_byte_over_the_default_150_mib_limit_is_413_and_leaves_nothin
         .file_name("huge.mp4")
         .mime_str("video/mp4")
         .expect("mime");
-    let (status, v) = json_of(api.upload_form(&token, Form::new().part("media", part)).await).await;
+    let (status, v) = body(api.upload_form(&token, Form::new().part("media", part)).await).await;
     assert_eq!(status, 413);
     assert_error(&v, 413, "File too large. The maximum size is 150 MB.", &[]);
     api.assert_nothing_stored().await;
@@ -183,10 +178,10 @@ async fn upload_one_byte_over_the_default_150_mib_limit_is_413_and_leaves_nothin
 
 #[tokio::test]
 async fn upload_of_an_unsupported_type_is_415() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let (status, v) =
-        json_of(api.upload(&token, "notes.txt", "Text/Plain; charset=utf-8", b"hi".to_vec(), None).await).await;
+        body(api.upload(&token, "notes.txt", "Text/Plain; charset=utf-8", b"hi".to_vec(), None).await).await;
     assert_eq!(status, 415);
     assert_error(
         &v,
@@ -199,9 +194,9 @@ async fn upload_of_an_unsupported_type_is_415() {
 
 #[tokio::test]
 async fn upload_of_a_png_name_declared_video_mp4_is_415_extension_mismatch() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
-    let (status, v) = json_of(api.upload(&token, "clip.PNG", "video/mp4", png_bytes(), None).await).await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
+    let (status, v) = body(api.upload(&token, "clip.PNG", "video/mp4", png_bytes(), None).await).await;
     assert_eq!(status, 415);
     assert_error(&v, 415, "File extension '.png' does not match MIME type 'video/mp4'.", &[]);
     api.assert_nothing_stored().await;
@@ -209,25 +204,25 @@ async fn upload_of_a_png_name_declared_video_mp4_is_415_extension_mismatch() {
 
 #[tokio::test]
 async fn a_truncated_multipart_body_is_400_and_leaves_nothing() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let boundary = "----drishtiksha-boundary";
-    let mut body = format!(
+    let mut payload = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"media\"; filename=\"cut.png\"\r\nContent-Type: image/png\r\n\r\n"
     )
     .into_bytes();
-    body.extend_from_slice(&vec![1u8; 200_000]);
+    payload.extend_from_slice(&vec![1u8; 200_000]);
     // No closing boundary: the body ends in the middle of the file.
     let r = api
         .http
         .post(api.url("/api/v1/media"))
         .bearer_auth(&token)
         .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
+        .body(payload)
         .send()
         .await
         .expect("request");
-    let (status, v) = json_of(r).await;
+    let (status, v) = body(r).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, FILE_REQUIRED, &[]);
     api.assert_nothing_stored().await;
@@ -235,8 +230,8 @@ async fn a_truncated_multipart_body_is_400_and_leaves_nothing() {
 
 #[tokio::test]
 async fn a_client_that_disconnects_mid_upload_leaves_nothing() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let boundary = "----cut-off";
     let head = format!(
@@ -277,10 +272,10 @@ fn tokio_stream_from(
 
 #[tokio::test]
 async fn a_path_in_the_file_name_is_stripped_and_never_reaches_the_storage_key() {
-    let api = TestApi::spawn().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
     let (status, v) =
-        json_of(api.upload(&token, "../../etc/passwd.png", "image/png", png_bytes(), Some("sneaky")).await).await;
+        body(api.upload(&token, "../../etc/passwd.png", "image/png", png_bytes(), Some("sneaky")).await).await;
     assert_eq!(status, 202, "{v}");
     let media = &v["data"];
     assert_eq!(media["filename"], "passwd.png");
@@ -295,9 +290,9 @@ async fn a_path_in_the_file_name_is_stripped_and_never_reaches_the_storage_key()
 
 #[tokio::test]
 async fn upload_while_temporal_is_unreachable_is_accepted_and_its_run_stays_queued() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
-    let (status, v) = json_of(api.upload(&token, "clip.mp4", "application/mp4", mp4_like(4096), None).await).await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
+    let (status, v) = body(api.upload(&token, "clip.mp4", "application/mp4", mp4_like(4096), None).await).await;
     assert_eq!(status, 202, "{v}");
     assert_eq!(v["data"]["status"], "QUEUED");
 
@@ -325,15 +320,10 @@ async fn upload_while_temporal_is_unreachable_is_accepted_and_its_run_stays_queu
 #[tokio::test]
 async fn upload_far_over_the_limit_is_answered_413_before_the_body_ends() {
     let limit = 1_048_576u64;
-    let api = TestApi::spawn_with(Options {
-        temporal: Temporal::Unreachable,
-        max_upload_bytes: Some(limit),
-        ..Options::default()
-    })
-    .await;
-    let (_, token) = api.signup().await;
-    let body = vec![7u8; 20 * limit as usize];
-    let (status, v) = json_of(api.upload(&token, "big.png", "image/png", body, None).await).await;
+    let api = TestApp::builder().max_upload_bytes(limit).spawn().await;
+    let (_, token) = api.new_user().await;
+    let payload = vec![7u8; 20 * limit as usize];
+    let (status, v) = body(api.upload(&token, "big.png", "image/png", payload, None).await).await;
     assert_eq!(status, 413);
     assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
     api.assert_nothing_stored().await;
@@ -341,7 +331,7 @@ async fn upload_far_over_the_limit_is_answered_413_before_the_body_ends() {
 
 /// A multipart body of `head` followed by `filler` bytes in 64 KiB chunks, counting what the
 /// server pulled; the request is answered when the server stops reading.
-async fn send_counted(api: &TestApi, token: &str, head: String, filler: u8, total: usize) -> (u16, Value, usize) {
+async fn send_counted(api: &TestApp, token: &str, head: String, filler: u8, total: usize) -> (u16, Value, usize) {
     use futures::StreamExt;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -363,14 +353,14 @@ async fn send_counted(api: &TestApi, token: &str, head: String, filler: u8, tota
         .send()
         .await
         .expect("the server answers before the body ends");
-    let (status, v) = json_of(r).await;
+    let (status, v) = body(r).await;
     (status, v, sent.load(Ordering::SeqCst))
 }
 
 #[tokio::test]
 async fn a_64_mib_part_header_is_refused_as_soon_as_it_passes_the_bound() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let head = "--XyZ\r\nContent-Disposition: form-data; name=\"media\"; filename=\"a.png\"\r\nX-Long: ".to_string();
     let (status, v, sent) = send_counted(&api, &token, head, b'a', 64 << 20).await;
     assert_eq!(status, 400);
@@ -382,8 +372,8 @@ async fn a_64_mib_part_header_is_refused_as_soon_as_it_passes_the_bound() {
 
 #[tokio::test]
 async fn a_200_mib_ignored_text_field_is_refused_413_without_being_read_to_the_end() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let head = "--XyZ\r\nContent-Disposition: form-data; name=\"notes\"\r\n\r\n".to_string();
     let (status, v, sent) = send_counted(&api, &token, head, b'n', 200 << 20).await;
     assert_eq!(status, 413);
@@ -394,8 +384,8 @@ async fn a_200_mib_ignored_text_field_is_refused_413_without_being_read_to_the_e
 
 #[tokio::test]
 async fn a_description_longer_than_500_characters_can_be_ends_the_request_at_once() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let head = "--XyZ\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\n".to_string();
     let (status, v, sent) = send_counted(&api, &token, head, b'd', 200 << 20).await;
     assert_eq!(status, 400);
@@ -406,19 +396,14 @@ async fn a_description_longer_than_500_characters_can_be_ends_the_request_at_onc
 #[tokio::test]
 async fn many_small_ignored_fields_are_bounded_by_the_upload_limit_plus_a_margin() {
     let limit = 1_048_576u64;
-    let api = TestApi::spawn_with(Options {
-        temporal: Temporal::Unreachable,
-        max_upload_bytes: Some(limit),
-        ..Options::default()
-    })
-    .await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::builder().max_upload_bytes(limit).spawn().await;
+    let (_, token) = api.new_user().await;
     let mut form = Form::new();
     for i in 0..40 {
         form = form.text(format!("f{i}"), "x".repeat(60_000));
     }
     let form = form.part("media", file_part("a.png", "image/png", png_bytes()));
-    let (status, v) = json_of(api.upload_form(&token, form).await).await;
+    let (status, v) = body(api.upload_form(&token, form).await).await;
     assert_eq!(status, 413);
     assert_error(&v, 413, "File too large. The maximum size is 1 MB.", &[]);
     api.assert_nothing_stored().await;
@@ -426,14 +411,14 @@ async fn many_small_ignored_fields_are_bounded_by_the_upload_limit_plus_a_margin
 
 #[tokio::test]
 async fn markup_declared_as_an_image_or_a_video_is_400_and_stores_nothing() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let html = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>".to_vec();
     let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"#.to_vec();
     for (name, mime, bytes) in
         [("a.png", "image/png", html.clone()), ("b.mp4", "video/mp4", svg.clone()), ("c.jpg", "image/jpeg", svg)]
     {
-        let (status, v) = json_of(api.upload(&token, name, mime, bytes, None).await).await;
+        let (status, v) = body(api.upload(&token, name, mime, bytes, None).await).await;
         assert_eq!(status, 400, "{name}");
         assert_error(&v, 400, "Validation failed", &[&format!("File content does not match its type '{mime}'.")]);
     }
@@ -442,20 +427,19 @@ async fn markup_declared_as_an_image_or_a_video_is_400_and_stores_nothing() {
 
 #[tokio::test]
 async fn file_names_and_descriptions_with_bidi_or_zero_width_characters_are_400() {
-    let api = TestApi::without_temporal().await;
-    let (_, token) = api.signup().await;
+    let api = TestApp::spawn().await;
+    let (_, token) = api.new_user().await;
     let (status, v) =
-        json_of(api.upload(&token, "invoice\u{202E}gnp.exe.png", "image/png", png_bytes(), None).await).await;
+        body(api.upload(&token, "invoice\u{202E}gnp.exe.png", "image/png", png_bytes(), None).await).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, "Validation failed", &["Filename contains an invalid character."]);
-    let (status, v) =
-        json_of(api.upload(&token, "a.png", "image/png", png_bytes(), Some("look\u{200B}here")).await).await;
+    let (status, v) = body(api.upload(&token, "a.png", "image/png", png_bytes(), Some("look\u{200B}here")).await).await;
     assert_eq!(status, 400);
     assert_error(&v, 400, "Validation failed", &["Description contains an invalid character"]);
     api.assert_nothing_stored().await;
     // Line breaks in a description are fine; it is stored trimmed.
     let (status, v) =
-        json_of(api.upload(&token, "a.png", "image/png", png_bytes(), Some("  line 1\nline 2 ")).await).await;
+        body(api.upload(&token, "a.png", "image/png", png_bytes(), Some("  line 1\nline 2 ")).await).await;
     // Accepted; Temporal is unreachable here, which the upload answers either way.
     assert!(matches!(status, 202 | 503), "{v}");
     let stored: Option<String> =

@@ -1,9 +1,9 @@
 //! `GET|HEAD /media/<key>` (§4.6).
 
-use crate::support::{TestApi, png_bytes};
+use crate::support::{Temporal, TestApp, png_bytes};
 
-async fn uploaded_key(api: &TestApi) -> String {
-    let (_, token) = api.signup().await;
+async fn uploaded_key(api: &TestApp) -> String {
+    let (_, token) = api.new_user().await;
     let media = api.upload_png(&token).await;
     media["publicId"].as_str().expect("key").to_string()
 }
@@ -14,7 +14,7 @@ fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn an_uploaded_file_is_served_with_its_mimetype_and_validators_without_auth() {
-    let api = TestApi::spawn().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
     let key = uploaded_key(&api).await;
     let r = api
         .http
@@ -44,7 +44,7 @@ async fn an_uploaded_file_is_served_with_its_mimetype_and_validators_without_aut
 
 #[tokio::test]
 async fn a_single_range_is_206_and_an_unsatisfiable_one_is_416() {
-    let api = TestApi::spawn().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
     let key = uploaded_key(&api).await;
     let url = api.url(&format!("/media/{key}"));
     let len = png_bytes().len();
@@ -76,7 +76,7 @@ async fn a_single_range_is_206_and_an_unsatisfiable_one_is_416() {
 
 #[tokio::test]
 async fn conditional_requests_with_a_current_validator_are_304() {
-    let api = TestApi::spawn().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
     let key = uploaded_key(&api).await;
     let url = api.url(&format!("/media/{key}"));
     let first = api.http.get(&url).send().await.expect("get");
@@ -100,7 +100,7 @@ async fn conditional_requests_with_a_current_validator_are_304() {
 
 #[tokio::test]
 async fn paths_outside_the_storage_root_and_hidden_files_are_404() {
-    let api = TestApi::spawn().await;
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
     let key = uploaded_key(&api).await;
     // A file next to the storage root that traversal would reach.
     let outside = api.storage_dir.with_extension("secret");
@@ -127,7 +127,7 @@ async fn paths_outside_the_storage_root_and_hidden_files_are_404() {
 
 #[tokio::test]
 async fn other_files_below_the_root_are_served_by_extension() {
-    let api = TestApi::without_temporal().await;
+    let api = TestApp::spawn().await;
     std::fs::create_dir_all(api.storage_dir.join("visualizations")).expect("dir");
     std::fs::write(api.storage_dir.join("visualizations/spectrogram.png"), png_bytes()).expect("write");
     let r = api.http.get(api.url("/media/visualizations/spectrogram.png")).send().await.expect("get");

@@ -20,6 +20,8 @@ use drishtiksha_common::config::ApiConfig;
 use drishtiksha_testkit::{RedisServer, base_env, free_port, fresh_database};
 use tower::ServiceExt;
 
+use crate::support::Turn;
+
 const METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
 
 /// The paths registered in a router, in OpenAPI syntax (`{*key}` → `{key}`), without axum's
@@ -76,8 +78,10 @@ fn documented_operations(doc: &utoipa::openapi::OpenApi) -> BTreeSet<(String, St
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_is_documented_and_every_documented_operation_is_routed() {
+    // The router's requests count in this process's metrics, as an in-process api's do.
+    let _turn = Turn::shared().await;
     let (db_url, _db) = fresh_database().await.expect("database");
-    let redis = RedisServer::start().expect("redis-server");
+    let redis = RedisServer::start().await.expect("redis-server");
     let storage = std::env::temp_dir().join(format!("drishtiksha-openapi-test-{}", uuid::Uuid::new_v4()));
     let mut env = base_env(&db_url, &redis.url());
     env.insert("LOCAL_STORAGE_PATH".into(), storage.to_string_lossy().into_owned());

@@ -5,35 +5,18 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use drishtiksha_testkit::{RedisServer, TemporalDevServer, base_env, eventually, free_port, fresh_database};
-use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use uuid::Uuid;
+
+use crate::support::binaries::{self, api_binary, worker_binary};
+use crate::support::files_below;
 
 const ML_KEY: &str = "durability-ml-key";
 const CATALOGUE: &str = r#"[{"name": "IMG-ONLY", "isImage": true, "profile": "image-generic", "latency_ms": 200}]"#;
-
-fn spawn(bin: &Path, env: &HashMap<String, String>, logs: &Path, name: &str) -> Child {
-    let log =
-        std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log"))).expect("log file");
-    Command::new(bin)
-        .envs(env)
-        .current_dir(logs)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
-}
-
-fn worker_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_api")).with_file_name("worker");
-    assert!(path.exists(), "{} is missing: build it with `cargo build -p drishtiksha-worker`", path.display());
-    path
-}
 
 struct Stack {
     logs: PathBuf,
@@ -50,7 +33,7 @@ impl Stack {
         let storage = logs.join("media");
         std::fs::create_dir_all(&storage).expect("dirs");
         let (db_url, db) = fresh_database().await.expect("database");
-        let redis = RedisServer::start().expect("redis");
+        let redis = RedisServer::start().await.expect("redis");
         let mut standin = drishtiksha_standin::Config::new(ML_KEY);
         standin.catalogue =
             drishtiksha_standin::catalogue::Catalogue::parse(CATALOGUE, drishtiksha_standin::catalogue::Format::Json)
@@ -79,52 +62,26 @@ impl Stack {
     }
 
     fn start_api(&self) -> Child {
-        spawn(Path::new(env!("CARGO_BIN_EXE_api")), &self.env, &self.logs, "api")
+        binaries::spawn(&api_binary(), &self.env, &self.logs, "api")
     }
 
     fn start_worker(&self) -> Child {
-        spawn(&worker_binary(), &self.env, &self.logs, "worker")
+        binaries::spawn(&worker_binary(), &self.env, &self.logs, "worker")
     }
 
     async fn ready(&self, http: &reqwest::Client) {
-        let api = self.api;
-        eventually(Duration::from_secs(120), || async {
-            let r = http.get(format!("http://{api}/api/health")).send().await.ok()?;
-            (r.status() == 200).then_some(())
-        })
-        .await
-        .unwrap_or_else(|_| panic!("api not up; logs in {}", self.logs.display()));
+        binaries::until_answers(http, self.api, "/api/health", &self.logs).await;
     }
 
     async fn signup(&self, http: &reqwest::Client) -> String {
-        let email = format!("durable-{}@example.com", Uuid::new_v4().simple());
-        let r = http
-            .post(format!("http://{}/api/v1/auth/signup", self.api))
-            .json(
-                &json!({"email": email, "password": "correct-horse-battery", "firstName": "Dee", "lastName": "Rable"}),
-            )
-            .send()
-            .await
-            .expect("signup");
-        assert_eq!(r.status(), 201);
-        let v: Value = r.json().await.expect("json");
-        v["data"]["token"].as_str().expect("token").to_string()
+        binaries::signup(http, self.api).await
     }
 
     fn partial_files(&self) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        let mut dirs = vec![self.storage.clone()];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".part")) {
-                    found.push(path);
-                }
-            }
-        }
-        found
+        files_below(&self.storage)
+            .into_iter()
+            .filter(|path| path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".part")))
+            .collect()
     }
 }
 
@@ -138,7 +95,7 @@ impl Drop for Stack {
 async fn uploads_are_accepted_while_temporal_is_away_and_analyzed_once_it_returns() {
     const UPLOADS: usize = 20;
     const OUTAGE: Duration = Duration::from_secs(60);
-    let mut temporal = TemporalDevServer::start_persistent().expect("temporal");
+    let mut temporal = TemporalDevServer::start_persistent().await.expect("temporal");
     let stack = Stack::new(&temporal).await;
     let _api = stack.start_api();
     let mut worker = stack.start_worker();
@@ -151,16 +108,7 @@ async fn uploads_are_accepted_while_temporal_is_away_and_analyzed_once_it_return
     let mut media = Vec::new();
     for i in 0..UPLOADS {
         let png = drishtiksha_testkit::png_with_marker(&format!("durable-{i}"));
-        let part = reqwest::multipart::Part::bytes(png).file_name("face.png").mime_str("image/png").expect("mime");
-        let r = http
-            .post(format!("http://{}/api/v1/media", stack.api))
-            .bearer_auth(&token)
-            .multipart(reqwest::multipart::Form::new().part("media", part))
-            .send()
-            .await
-            .expect("upload");
-        let status = r.status();
-        let v: Value = r.json().await.expect("json");
+        let (status, v) = binaries::upload_png(&http, stack.api, &token, png).await;
         assert_eq!(status, 202, "upload {i} while Temporal is away: {v}");
         assert_eq!(v["data"]["status"], "QUEUED");
         media.push(v["data"]["id"].as_str().expect("id").to_string());
@@ -176,7 +124,7 @@ async fn uploads_are_accepted_while_temporal_is_away_and_analyzed_once_it_return
         .expect("count");
     assert_eq!(queued, UPLOADS as i64, "every run waits, none failed");
 
-    temporal.restart().expect("Temporal starts again");
+    temporal.restart().await.expect("Temporal starts again");
     eventually(Duration::from_secs(180), || async {
         let analyzed: i64 = sqlx::query_scalar("SELECT count(*) FROM analysis_runs WHERE status = 'ANALYZED'")
             .fetch_one(&stack.db)
@@ -196,7 +144,7 @@ async fn uploads_are_accepted_while_temporal_is_away_and_analyzed_once_it_return
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_killed_mid_upload_leaves_no_partial_file_after_its_next_start() {
-    let temporal = TemporalDevServer::start().expect("temporal");
+    let temporal = TemporalDevServer::start().await.expect("temporal");
     let stack = Stack::new(&temporal).await;
     let mut api = stack.start_api();
     let http = reqwest::Client::new();

@@ -1,17 +1,12 @@
 //! Live progress end to end: uploads through the REST API, the real worker and workflow on a
 //! Temporal dev server, the ML stand-in publishing its progress schedules, and socket.io-client.
 
-mod support;
-
-use std::collections::HashMap;
-
-use drishtiksha_common::config::WorkerConfig;
-use drishtiksha_testkit::{TemporalDevServer, base_env};
+use drishtiksha_testkit::RedisServer;
 use drishtiksha_worker::{WorkerGuard, spawn_worker};
 use serde_json::{Value, json};
-use support::socket::SocketClient;
-use support::{TestApp, unique_email};
-use uuid::Uuid;
+
+use crate::support::socket::SocketClient;
+use crate::support::{Temporal, TestApp, unique_email};
 
 const ML_KEY: &str = "realtime-ml-key";
 
@@ -24,16 +19,13 @@ const CATALOGUE: &str = r#"[
 const MODELS: [&str; 3] = ["IMG-SIGLIP", "IMG-EFFNET", "IMG-WAVE"];
 
 struct Stack {
-    // Dropped in this order: the worker stops while Temporal still runs.
+    // Dropped in this order: the worker stops while Temporal (the app's) still runs.
     _worker: WorkerGuard,
     app: TestApp,
-    _temporal: TemporalDevServer,
 }
 
 async fn stack(catalogue: &str) -> Stack {
-    let temporal = TemporalDevServer::start().expect("temporal");
-    let (db_url, db) = drishtiksha_testkit::fresh_database().await.expect("db");
-    let redis = drishtiksha_testkit::RedisServer::start().expect("redis");
+    let redis = RedisServer::start().await.expect("redis");
     let mut standin = drishtiksha_standin::Config::new(ML_KEY);
     standin.catalogue =
         drishtiksha_standin::catalogue::Catalogue::parse(catalogue, drishtiksha_standin::catalogue::Format::Json)
@@ -42,22 +34,16 @@ async fn stack(catalogue: &str) -> Stack {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let ml = listener.local_addr().expect("addr");
     tokio::spawn(drishtiksha_standin::serve_with_shutdown(standin, listener, std::future::pending()));
-    let task_queue = format!("realtime-{}", Uuid::new_v4().simple());
-    let shared = HashMap::from([
-        ("SERVER_URL", format!("http://{ml}")),
-        ("SERVER_API_KEY", ML_KEY.to_string()),
-        ("TEMPORAL_ADDRESS", temporal.address()),
-        ("TEMPORAL_TASK_QUEUE", task_queue),
-        ("ML_RETRY_INITIAL_INTERVAL_S", "1".to_string()),
-    ]);
-    let app = TestApp::spawn_on(db_url.clone(), db, redis, shared.clone()).await;
-    let mut env = base_env(&db_url, &app.redis_url);
-    env.insert("LOCAL_STORAGE_PATH".into(), app.storage_dir.to_string_lossy().into_owned());
-    for (k, v) in shared {
-        env.insert(k.to_string(), v);
-    }
-    let worker = spawn_worker(WorkerConfig::from_source(&env).expect("worker config")).expect("worker");
-    Stack { app, _temporal: temporal, _worker: worker }
+    let app = TestApp::builder()
+        .temporal(Temporal::Dev)
+        .redis(redis)
+        .env("SERVER_URL", format!("http://{ml}"))
+        .env("SERVER_API_KEY", ML_KEY)
+        .env("ML_RETRY_INITIAL_INTERVAL_S", "1")
+        .spawn()
+        .await;
+    let worker = spawn_worker(app.worker_config()).expect("worker");
+    Stack { app, _worker: worker }
 }
 
 fn png(marker: &str) -> Vec<u8> {
@@ -207,7 +193,7 @@ async fn a_redis_restart_mid_run_loses_events_not_results() {
             break;
         }
     }
-    s.app.redis.restart().expect("restart redis");
+    s.app.redis.restart().await.expect("restart redis");
     let events = client.until_event("media_update").await;
     let (_, update) = events.last().expect("media_update");
     assert_eq!(update["id"], media["id"]);

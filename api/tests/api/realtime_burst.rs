@@ -3,19 +3,17 @@
 //! WebSocket, each a slow reader (busy after every event, like a page re-rendering). Outcomes must
 //! all arrive, once each, in order; progress is coalesced.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use drishtiksha_common::config::WorkerConfig;
-use drishtiksha_testkit::{TemporalDevServer, base_env};
+use drishtiksha_testkit::RedisServer;
 use drishtiksha_worker::{WorkerGuard, spawn_worker};
 use serde_json::{Value, json};
-use support::socket::SocketClient;
-use support::{TestApp, unique_email};
 use uuid::Uuid;
+
+use crate::support::socket::SocketClient;
+use crate::support::{Temporal, TestApp, Turn, unique_email};
 
 const ML_KEY: &str = "burst-ml-key";
 
@@ -44,15 +42,14 @@ impl Write for Captured {
 }
 
 struct Stack {
+    // Dropped in this order: the worker stops while Temporal (the app's) still runs.
     _worker: WorkerGuard,
     app: TestApp,
-    _temporal: TemporalDevServer,
 }
 
-async fn stack(api_env: &[(&'static str, &str)]) -> Stack {
-    let temporal = TemporalDevServer::start().expect("temporal");
-    let (db_url, db) = drishtiksha_testkit::fresh_database().await.expect("db");
-    let redis = drishtiksha_testkit::RedisServer::start().expect("redis");
+/// The api runs on `turn`.
+async fn stack(api_env: &[(&'static str, &str)], turn: Turn) -> Stack {
+    let redis = RedisServer::start().await.expect("redis");
     let mut standin = drishtiksha_standin::Config::new(ML_KEY);
     standin.catalogue =
         drishtiksha_standin::catalogue::Catalogue::parse(CATALOGUE, drishtiksha_standin::catalogue::Format::Json)
@@ -62,25 +59,18 @@ async fn stack(api_env: &[(&'static str, &str)]) -> Stack {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let ml = listener.local_addr().expect("addr");
     tokio::spawn(drishtiksha_standin::serve_with_shutdown(standin, listener, std::future::pending()));
-    let shared = HashMap::from([
-        ("SERVER_URL", format!("http://{ml}")),
-        ("SERVER_API_KEY", ML_KEY.to_string()),
-        ("TEMPORAL_ADDRESS", temporal.address()),
-        ("TEMPORAL_TASK_QUEUE", format!("burst-{}", Uuid::new_v4().simple())),
-        ("ML_RETRY_INITIAL_INTERVAL_S", "1".to_string()),
-    ]);
-    let mut shared = shared;
-    for (k, v) in api_env {
-        shared.insert(k, v.to_string());
-    }
-    let app = TestApp::spawn_on(db_url.clone(), db, redis, shared.clone()).await;
-    let mut env = base_env(&db_url, &app.redis_url);
-    env.insert("LOCAL_STORAGE_PATH".into(), app.storage_dir.to_string_lossy().into_owned());
-    for (k, v) in shared {
-        env.insert(k.to_string(), v);
-    }
-    let worker = spawn_worker(WorkerConfig::from_source(&env).expect("worker config")).expect("worker");
-    Stack { app, _temporal: temporal, _worker: worker }
+    let app = TestApp::builder()
+        .turn(turn)
+        .temporal(Temporal::Dev)
+        .redis(redis)
+        .env("SERVER_URL", format!("http://{ml}"))
+        .env("SERVER_API_KEY", ML_KEY)
+        .env("ML_RETRY_INITIAL_INTERVAL_S", "1")
+        .envs(api_env.iter().copied())
+        .spawn()
+        .await;
+    let worker = spawn_worker(app.worker_config()).expect("worker");
+    Stack { app, _worker: worker }
 }
 
 async fn upload(app: &TestApp, token: &str, marker: &str) -> Value {
@@ -112,7 +102,8 @@ fn counter(metrics: &str, name: &str, pred: impl Fn(&str) -> bool) -> f64 {
 const TERMINAL: [&str; 5] =
     ["analysis_completed", "analysis_failed", "run_finalized", "media_update", "processing_error"];
 
-/// Warnings and errors logged by every api of this test binary.
+/// Warnings and errors logged in this process (each scenario reads what was logged while its api
+/// ran alone).
 static LOGS: LazyLock<Captured> = LazyLock::new(|| {
     let logs = Captured::default();
     let writer = logs.clone();
@@ -123,9 +114,6 @@ static LOGS: LazyLock<Captured> = LazyLock::new(|| {
         .try_init();
     logs
 });
-/// The metrics registry is per process: scenarios run one at a time so their counts are their own.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn metrics_of(_app: &TestApp) -> String {
     // The api runs in this process (its /metrics is served only on METRICS_ADDR): read the
     // registry it writes to.
@@ -137,11 +125,13 @@ async fn metrics_of(_app: &TestApp) -> String {
 /// every run arrives exactly once and in order, that nothing terminal is dropped, coalesced or
 /// logged as undelivered; returns how many progress messages were coalesced meanwhile.
 async fn burst(api_env: &[(&'static str, &str)], busy_ms: u32) -> f64 {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let logs = LOGS.clone();
-    let s = stack(api_env).await;
-    let coalesced_before =
-        counter(&metrics_of(&s.app).await, "drishtiksha_socket_events_coalesced_total", |l| l.contains("PROGRESS"));
+    // Alone in this process from here on: the metrics and the logs read below are this scenario's.
+    let turn = Turn::solo().await;
+    let logged_before = logs.0.lock().expect("logs").len();
+    let s = stack(api_env, turn).await;
+    let before = metrics_of(&s.app).await;
+    let coalesced_before = counter(&before, "drishtiksha_socket_events_coalesced_total", |l| l.contains("PROGRESS"));
 
     // One socket per user, half over long-polling (the transport that fills buffers first).
     let mut users = Vec::new();
@@ -237,13 +227,16 @@ async fn burst(api_env: &[(&'static str, &str)], busy_ms: u32) -> f64 {
     let metrics = metrics_of(&s.app).await;
     let coalesced =
         counter(&metrics, "drishtiksha_socket_events_coalesced_total", |l| l.contains("PROGRESS")) - coalesced_before;
+    // Counts of this scenario: what the process counted before it (other scenarios, other tests)
+    // is subtracted.
+    let added = |name: &str, pred: &dyn Fn(&str) -> bool| counter(&metrics, name, pred) - counter(&before, name, pred);
     for ev in ["ANALYSIS_COMPLETED", "ANALYSIS_FAILED", "ANALYSIS_COMPLETE", "ANALYSIS_CANCELLED", "MEDIA_UPLOADED"] {
         let label = format!("event=\"{ev}\"");
-        assert_eq!(counter(&metrics, "drishtiksha_socket_events_dropped_total", |l| l.contains(&label)), 0.0);
-        assert_eq!(counter(&metrics, "drishtiksha_socket_events_coalesced_total", |l| l.contains(&label)), 0.0);
+        assert_eq!(added("drishtiksha_socket_events_dropped_total", &|l| l.contains(&label)), 0.0);
+        assert_eq!(added("drishtiksha_socket_events_coalesced_total", &|l| l.contains(&label)), 0.0);
     }
-    assert_eq!(counter(&metrics, "drishtiksha_socket_overflow_disconnects_total", |_| true), 0.0);
-    let logged = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
+    assert_eq!(added("drishtiksha_socket_overflow_disconnects_total", &|_| true), 0.0);
+    let logged = String::from_utf8_lossy(&logs.0.lock().expect("logs")[logged_before..]).into_owned();
     drop(s);
     let undelivered: Vec<&str> =
         logged.lines().filter(|l| l.contains("socket") && (l.contains("WARN") || l.contains("ERROR"))).collect();
