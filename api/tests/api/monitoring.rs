@@ -448,3 +448,24 @@ async fn verify_reports_inconsistencies_and_fix_repairs_them_without_reopening_r
     let (_, v) = body(ops.app.get_auth("/api/v1/monitoring/verify-statuses", &ops.admin_token).await).await;
     assert_eq!(v["data"]["incorrectMedia"], 0, "{v}");
 }
+
+#[tokio::test]
+async fn fix_starts_a_queued_run_without_a_workflow_instead_of_failing_it() {
+    let ops = ops().await;
+    let (_, queued, wf) = ops.run_row("QUEUED", 10).await;
+    sqlx::query("DELETE FROM deepfake_analyses WHERE analysis_run_id = $1")
+        .bind(queued)
+        .execute(&ops.app.db)
+        .await
+        .expect("rows");
+    let (_, v) = body(ops.app.get_auth("/api/v1/monitoring/verify-statuses", &ops.admin_token).await).await;
+    assert_eq!(v["data"]["incorrectMedia"], 1, "{v}");
+
+    let (status, v) = ops.post("/api/v1/monitoring/fix-statuses").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"], json!({"fixed": 1, "failed": 0}));
+    // Started, not failed: the run waits for a worker with its workflow in place.
+    let (st, err, _) = ops.run_state(queued).await;
+    assert_eq!((st.as_str(), err), ("QUEUED", None));
+    ops.cli(&["workflow", "describe", "--workflow-id", &wf]);
+}

@@ -425,6 +425,36 @@ async fn cancel_is_202_while_active_repeatable_and_409_once_finished() {
 }
 
 #[tokio::test]
+async fn cancelling_a_queued_run_whose_workflow_never_started_ends_it_cancelled_at_once() {
+    let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
+    let (_, token) = api.new_user().await;
+    let media = api.upload_png(&token).await;
+    let id = media["id"].as_str().expect("id");
+    let run = latest_run_id(&api, id).await;
+    // As if the upload had come while Temporal was away: the run is QUEUED and its workflow
+    // does not exist (yet).
+    sqlx::query("UPDATE analysis_runs SET workflow_id = $2 WHERE id = $1::uuid")
+        .bind(&run)
+        .bind(format!("media-{id}-never-started"))
+        .execute(&api.db)
+        .await
+        .expect("workflow id");
+
+    let path = format!("/api/v1/media/{id}/runs/{run}/cancel");
+    let (s, v) = api.post(&path, &token).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["data"]["status"], "CANCELLED", "{v}");
+    assert_eq!(v["data"]["errorMessage"], "Analysis cancelled");
+    let (s, v) = api.get(&format!("/api/v1/media/{id}"), &token).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["data"]["status"], "CANCELLED", "{v}");
+    // Finished: a second cancel is refused like any other finished run's.
+    let (s, v) = api.post(&path, &token).await;
+    assert_error(&v, 409, "Analysis run has already finished.", &[]);
+    assert_eq!(s, 409);
+}
+
+#[tokio::test]
 async fn delete_removes_rows_and_file_and_everything_404s_afterwards() {
     let api = TestApp::builder().temporal(Temporal::Dev).spawn().await;
     let (_, token) = api.new_user().await;
