@@ -6,7 +6,7 @@
    - every image is built by the Dockerfile or is a pinned image of an official publisher;
    - every service running our image runs a binary the Dockerfile installs (and `cargo build`s)
      and has a health check of its own unless it runs the api (the Dockerfile's HEALTHCHECK);
-   - every variable common/src/config.rs requires (`required("…")`) is set for `api` and `worker`,
+   - every variable common/src/config/ requires (`required("…")`) is set for `api` and `worker`,
      every variable the ML stand-in requires is set for it, and the ML key matches both sides;
    - hosts in URLs and host:port values are services of the file, on the ports those services
      listen on; listen ports match the binaries' defaults or their PORT/STANDIN_LISTEN/METRICS_ADDR,
@@ -16,7 +16,7 @@
    - depends_on names services that exist; `service_healthy` targets have a health check,
      `service_completed_successfully` targets are one-shot (`restart: "no"`);
    - replicated services have no container_name and no fixed host port;
-   - temporal/search-attributes.txt lists exactly the search attributes of common/src/temporal.rs.
+   - temporal/search-attributes.txt lists exactly the search attributes of common/src/workflow.rs.
 3. Self-test: deliberately broken copies of the file, written to a temporary directory, must each
    be rejected with the expected message; otherwise the check itself is broken.
 
@@ -73,10 +73,10 @@ class Repo:
         self.root = root
         self.dockerfile = self._dockerfile(root / "Dockerfile")
         self.cargo_bins = self._cargo_bins(root)
-        self.required = self._required_vars(root / "common" / "src" / "config.rs")
-        self.api_default_port = self._api_default_port(root / "common" / "src" / "config.rs")
+        self.required = self._required_vars(root / "common" / "src" / "config")
+        self.api_default_port = self._api_default_port(root / "common" / "src" / "config")
         self.standin_required, self.standin_default_port = self._standin(root / "standin" / "src" / "config.rs")
-        self.search_attributes = self._search_attributes(root / "common" / "src" / "temporal.rs")
+        self.search_attributes = self._search_attributes(root / "common" / "src" / "workflow.rs")
         self.search_attributes_file = self._search_attributes_txt(root / "temporal" / "search-attributes.txt")
 
     @staticmethod
@@ -113,9 +113,15 @@ class Repo:
         return bins
 
     @staticmethod
+    def _rust_sources(path: Path) -> str:
+        """The code (tests left out) of a source file, or of every file of a module directory."""
+        files = sorted(path.glob("*.rs")) if path.is_dir() else [path]
+        return "\n".join(f.read_text().split("#[cfg(test)]")[0] for f in files)
+
+    @staticmethod
     def _required_vars(path: Path) -> dict[str, set[str]]:
         """`required("VAR"` calls per config type: {"common": …, "api": …, "worker": …}."""
-        text = path.read_text().split("#[cfg(test)]")[0]
+        text = Repo._rust_sources(path)
         marks = sorted(
             (m.start(), m.group(1)) for m in re.finditer(r"(?m)^impl (CommonConfig|ApiConfig|WorkerConfig)\b", text)
         )
@@ -133,7 +139,7 @@ class Repo:
 
     @staticmethod
     def _api_default_port(path: Path) -> int:
-        m = re.search(r'parse\(\s*"PORT"\s*,\s*(\d+)u16', path.read_text())
+        m = re.search(r'parse\(\s*"PORT"\s*,\s*(\d+)u16', Repo._rust_sources(path))
         if not m:
             raise SystemExit(f"{path}: the default of PORT was not found; update deploy/check_compose.py")
         return int(m.group(1))
@@ -368,7 +374,7 @@ def check_compose(doc: dict, repo: Repo, report: Report):
                     hint = f"; {raw_env[var]!r} is empty unless set at run time (use ${{{var}:?message}} or a default)"
                 report.check(bool(env.get(var, "").strip()),
                              "every variable config.rs requires is set for the api and the worker",
-                             f"service {name}: required variable {var} is not set (common/src/config.rs){hint}")
+                             f"service {name}: required variable {var} is not set (common/src/config/){hint}")
         if binary == "ml-standin":
             for var in sorted(repo.standin_required):
                 report.check(bool(env.get(var, "").strip()), "every variable the ML stand-in requires is set",
@@ -521,8 +527,8 @@ def check_compose(doc: dict, repo: Repo, report: Report):
 
     # Search attributes: the file the set-up job registers equals the code's keys.
     report.check(repo.search_attributes == repo.search_attributes_file,
-                 "temporal/search-attributes.txt matches the search attributes of common/src/temporal.rs",
-                 f"temporal/search-attributes.txt {repo.search_attributes_file} differs from common/src/temporal.rs "
+                 "temporal/search-attributes.txt matches the search attributes of common/src/workflow.rs",
+                 f"temporal/search-attributes.txt {repo.search_attributes_file} differs from common/src/workflow.rs "
                  f"{repo.search_attributes}")
     registers = any(
         any(k == "bind" and Path(s).resolve() == (repo.root / "temporal").resolve() for s, _, k in mounts_of(svc))

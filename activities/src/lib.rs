@@ -21,7 +21,7 @@ use drishtiksha_common::events::{self, EventPublisher};
 use drishtiksha_common::metrics;
 use drishtiksha_common::model::{RunStatus, extension_of, ml_part_extension};
 use drishtiksha_common::redis_conn::RedisHandle;
-use drishtiksha_common::storage::{Storage, StorageError};
+use drishtiksha_common::storage::{ByteStream, Storage, StorageError, result_key};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use temporalio_macros::activities;
@@ -29,7 +29,6 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use uuid::Uuid;
 
-use drishtiksha_common::storage::result_key;
 use drishtiksha_ml::{self as ml, AnalyzeRequest, MlClient, MlError, MlErrorKind};
 
 /// How often a waiting activity heartbeats (the heartbeat timeout is `ML_HEARTBEAT_TIMEOUT`, at
@@ -475,9 +474,28 @@ impl AnalysisActivities {
             let waited = started.duration_since(scheduled).unwrap_or_default();
             metrics::INFERENCE_QUEUE_WAIT.with_label_values(&[&self.server_label]).observe(waited.as_secs_f64());
         }
+        // A file that is gone is final for the model; storage that cannot answer now (an object
+        // store outage, an I/O error) is an activity failure, retried without counting.
+        let file = match self.storage.open(&input.storage_key).await {
+            Ok(file) => file,
+            Err(StorageError::NotFound | StorageError::InvalidKey) => {
+                tracing::warn!(parent: &span, "media file is missing from storage");
+                return Ok(InferOutcome::Refused(Refusal {
+                    failure_type: MlErrorKind::RequestRejected.type_name().to_string(),
+                    message: messages::MISSING_FILE.to_string(),
+                    retryable: false,
+                    waitable: false,
+                    retry_after_ms: None,
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(parent: &span, error = %e, "media file not readable now; retried");
+                return Err(retryable(e));
+            }
+        };
         tracing::info!(parent: &span, "model call started");
         let in_flight = InFlight::new(&self.server_label);
-        let Some(outcome) = with_heartbeats(&ctx, self.call_ml(&input)).await else {
+        let Some(outcome) = with_heartbeats(&ctx, self.call_ml(&input, file)).await else {
             tracing::info!(parent: &span, "model call cancelled");
             return Err(ActivityError::cancelled());
         };
@@ -673,29 +691,15 @@ impl AnalysisActivities {
 
     /// One `/analyze` call, counted and timed in the process metrics: the response body as
     /// received and its validated reading.
-    async fn call_ml(&self, input: &InferRequest) -> Result<(Vec<u8>, runs::ModelResult), MlError> {
+    async fn call_ml(
+        &self,
+        input: &InferRequest,
+        (length, body): (u64, ByteStream),
+    ) -> Result<(Vec<u8>, runs::ModelResult), MlError> {
         let started = std::time::Instant::now();
-        let result = self.call_ml_inner(input).await;
-        let outcome = match &result {
-            Ok(_) => "completed",
-            Err(e) => e.kind.type_name(),
-        };
-        let model = input.model.as_str();
-        metrics::ML_CALL_DURATION.with_label_values(&["analyze", model]).observe(started.elapsed().as_secs_f64());
-        metrics::MODEL_ANALYSES.with_label_values(&[model, outcome]).inc();
-        result
-    }
-
-    async fn call_ml_inner(&self, input: &InferRequest) -> Result<(Vec<u8>, runs::ModelResult), MlError> {
-        let (length, body) = self.storage.open(&input.storage_key).await.map_err(|_| MlError {
-            kind: MlErrorKind::RequestRejected,
-            message: messages::MISSING_FILE.to_string(),
-            retry_after: None,
-            status: None,
-            waitable: false,
-        })?;
         let ext = ml_part_extension(input.media_type, &extension_of(&input.storage_key));
-        self.ml
+        let result = self
+            .ml
             .analyze(AnalyzeRequest {
                 body,
                 length,
@@ -705,6 +709,14 @@ impl AnalysisActivities {
                 user_id: input.user_id,
                 correlation_id: format!("{}:{}:{}", input.run_id, input.model, input.attempt),
             })
-            .await
+            .await;
+        let outcome = match &result {
+            Ok(_) => "completed",
+            Err(e) => e.kind.type_name(),
+        };
+        let model = input.model.as_str();
+        metrics::ML_CALL_DURATION.with_label_values(&["analyze", model]).observe(started.elapsed().as_secs_f64());
+        metrics::MODEL_ANALYSES.with_label_values(&[model, outcome]).inc();
+        result
     }
 }

@@ -306,3 +306,55 @@ async fn with_redis_away_runs_are_analyzed_and_events_are_dropped_not_waited_for
     .await
     .expect("events were dropped and counted");
 }
+
+/// The pending model call of a workflow, as `temporal workflow describe` shows it: its attempt
+/// and whether an attempt has failed.
+fn pending_infer_attempt(p: &Pipeline, workflow_id: &str) -> Option<u64> {
+    let out = Command::new(drishtiksha_testkit::temporal_cli())
+        .args(["workflow", "describe", "--workflow-id", workflow_id, "--output", "json"])
+        .args(["--address", &p.temporal_address, "--namespace", "default"])
+        .output()
+        .ok()?;
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["pendingActivities"].as_array()?.iter().find_map(|a| {
+        let attempt = a["attempt"].as_u64().unwrap_or(1);
+        (a["lastFailure"].is_object() && attempt >= 2).then_some(attempt)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_file_storage_cannot_read_for_a_while_is_retried_not_failed() {
+    // One inference at a time: the second run's call waits for the first one's 3 s.
+    let mut config = standin_with_model(3000);
+    config.capacity = Some(1);
+    let mut p = Pipeline::new(Some(config)).await;
+    p.set("ML_CAPACITY", "1");
+    p.start_worker().await;
+    let base = p.standin.as_ref().expect("stand-in").url.clone();
+    let first = p.analyse(Kind::Image, "").await;
+    let busy = || async { (standin_json(&base, "/__standin/capacity").await["inFlight"] == 1).then_some(()) };
+    eventually(Duration::from_secs(30), busy).await.expect("the GPU is busy with the first run");
+    let second = p.analyse(Kind::Image, "").await;
+    let started = || async { (p.run_row(second.run_id).await.status == RunStatus::Processing).then_some(()) };
+    eventually(Duration::from_secs(30), started).await.expect("the second run waits for the GPU");
+
+    // Its file cannot be read (a symbolic link to itself: ELOOP, not "not found") when its turn comes…
+    let kept = second.path.with_extension("kept");
+    std::fs::rename(&second.path, &kept).expect("move the file aside");
+    std::os::unix::fs::symlink(&second.path, &second.path).expect("unreadable file");
+    let attempt = || async { pending_infer_attempt(&p, &second.workflow_id) };
+    eventually(Duration::from_secs(60), attempt).await.expect("the model call failed on storage and is retried");
+    assert!(!p.run_row(second.run_id).await.status.is_terminal(), "a storage error fails nothing");
+
+    // …and can again.
+    std::fs::remove_file(&second.path).expect("remove the link");
+    std::fs::rename(&kept, &second.path).expect("file back");
+    for run in [&first, &second] {
+        let row = p.finished_run(run.run_id).await;
+        assert_eq!(row.status, RunStatus::Analyzed, "run {}", run.run_id);
+        for a in p.analyses(run.run_id).await {
+            assert_eq!((a.status, a.attempts), (AnalysisStatus::Completed, 1), "storage errors are not ML attempts");
+        }
+    }
+    assert_eq!(successful_calls(&base, second.media_id).await.len(), 1, "the ML server was called once for it");
+}
