@@ -440,7 +440,7 @@ impl AnalysisActivities {
         let span = tracing::info_span!("infer", workflow_id = workflow_id(&ctx), run_id = %input.run_id,
             media.id = %input.media_id, model, attempt = input.attempt, task_attempt = ctx.info().attempt);
         let key = result_key(input.run_id, model);
-        if let Some(answer) = self.kept_answer(&key).await? {
+        if let Some(answer) = self.kept_answer(&key, model).await? {
             tracing::info!(parent: &span, "answer already kept; the ML server is not called again");
             metrics::ML_ANSWERS_REUSED.inc();
             return Ok(InferOutcome::Answered(answer));
@@ -671,7 +671,7 @@ impl AnalysisActivities {
     }
 
     /// A kept answer of an earlier attempt, if any.
-    async fn kept_answer(&self, key: &str) -> Result<Option<Answer>, ActivityError> {
+    async fn kept_answer(&self, key: &str, model: &str) -> Result<Option<Answer>, ActivityError> {
         let body = match self.storage.read_all(key, MAX_STORED_ANSWER).await {
             Ok(b) => b,
             Err(StorageError::NotFound) => return Ok(None),
@@ -684,7 +684,7 @@ impl AnalysisActivities {
             result_key: key.to_string(),
             prediction: result.prediction,
             confidence: result.confidence,
-            model_used: result.model_used,
+            model_used: result.model_used.filter(|m| m != model),
             reused: true,
         }))
     }

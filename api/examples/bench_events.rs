@@ -162,9 +162,7 @@ async fn main() -> anyhow::Result<()> {
     standin.catalogue =
         drishtiksha_standin::catalogue::Catalogue::parse(CATALOGUE, drishtiksha_standin::catalogue::Format::Json)?;
     standin.redis_url = Some(redis.url());
-    let ml_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let ml = ml_listener.local_addr()?;
-    tokio::spawn(drishtiksha_standin::serve_with_shutdown(standin, ml_listener, std::future::pending()));
+    let ml = drishtiksha_standin::spawn_local(standin).await?;
 
     let mut env = base_env(&db_url, &redis.url());
     for (k, v) in [

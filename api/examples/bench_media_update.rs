@@ -23,9 +23,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut standin = drishtiksha_standin::Config::new(KEY);
     standin.latency_scale = 0.0;
-    let ml_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let ml = ml_listener.local_addr()?;
-    tokio::spawn(drishtiksha_standin::serve_with_shutdown(standin, ml_listener, std::future::pending()));
+    let ml = drishtiksha_standin::spawn_local(standin).await?;
 
     let mut env = base_env(&db_url, &redis.url());
     for (k, v) in [

@@ -44,10 +44,16 @@ impl RunStatus {
         if completed > 0 { Self::Analyzed } else { Self::Failed }
     }
 
-    /// The in-flight status while models are dispatched (§3.6): PARTIALLY_ANALYZED once any model
-    /// completed and some are still pending.
-    pub fn in_flight_for(completed: i64) -> Self {
-        if completed > 0 { Self::PartiallyAnalyzed } else { Self::Processing }
+    /// The in-flight status while models are dispatched (§3.6): PARTIALLY_ANALYZED while some
+    /// model completed and some is still pending or running. Once none is left the run keeps the
+    /// status it has until it is finalized, so a run whose first completed model is also its last
+    /// goes PROCESSING → ANALYZED.
+    pub fn in_flight_for(completed: i64, unfinished: i64, current: Self) -> Self {
+        match (completed > 0, unfinished > 0) {
+            (true, true) => Self::PartiallyAnalyzed,
+            (true, false) if current == Self::PartiallyAnalyzed => Self::PartiallyAnalyzed,
+            _ => Self::Processing,
+        }
     }
 }
 
@@ -205,7 +211,15 @@ mod tests {
     fn final_status_rule() {
         assert_eq!(RunStatus::final_for(0), RunStatus::Failed);
         assert_eq!(RunStatus::final_for(2), RunStatus::Analyzed);
-        assert_eq!(RunStatus::in_flight_for(0), RunStatus::Processing);
-        assert_eq!(RunStatus::in_flight_for(1), RunStatus::PartiallyAnalyzed);
+        use RunStatus::{PartiallyAnalyzed, Processing, Queued};
+        assert_eq!(RunStatus::in_flight_for(0, 3, Queued), Processing);
+        assert_eq!(RunStatus::in_flight_for(1, 2, Processing), PartiallyAnalyzed);
+        // The last model: a run whose only completed model is the last one stays PROCESSING…
+        assert_eq!(RunStatus::in_flight_for(1, 0, Processing), Processing);
+        // …one that already showed partial results keeps showing them until it is finalized.
+        assert_eq!(RunStatus::in_flight_for(2, 0, PartiallyAnalyzed), PartiallyAnalyzed);
+        // A retried model makes a finished run unfinished again.
+        assert_eq!(RunStatus::in_flight_for(1, 1, Processing), PartiallyAnalyzed);
+        assert_eq!(RunStatus::in_flight_for(0, 0, Processing), Processing);
     }
 }

@@ -46,6 +46,8 @@ impl Risk {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
     pub completed: usize,
+    /// Models that really answered (a fallback answer filed under two models counts once).
+    pub voters: usize,
     pub failed: usize,
     pub fake: usize,
     pub real: usize,
@@ -74,6 +76,7 @@ impl Summary {
             .collect();
         Self {
             completed: completed.len(),
+            voters: votes.len(),
             failed: analyses.iter().filter(|a| a.status == AnalysisStatus::Failed).count(),
             fake: votes.iter().filter(|a| a.prediction.eq_ignore_ascii_case("FAKE")).count(),
             real: votes.iter().filter(|a| a.prediction.eq_ignore_ascii_case("REAL")).count(),
@@ -89,7 +92,7 @@ impl Summary {
     }
 
     pub fn risk(&self) -> Risk {
-        risk(self.completed, self.fake, self.average_confidence.unwrap_or(0.0))
+        risk(self.voters, self.fake, self.average_confidence.unwrap_or(0.0))
     }
 }
 
@@ -109,16 +112,16 @@ pub fn verdict(completed: usize, fake: usize, real: usize) -> Verdict {
     }
 }
 
-/// No completed model → UNKNOWN; no FAKE → LOW; ≥ 60 % FAKE with average confidence above 0.7 →
-/// HIGH; ≥ 40 % FAKE → MEDIUM; else LOW.
-pub fn risk(completed: usize, fake: usize, average_confidence: f64) -> Risk {
-    if completed == 0 {
+/// No model answered → UNKNOWN; no FAKE → LOW; ≥ 60 % FAKE with average confidence above 0.7 →
+/// HIGH; ≥ 40 % FAKE → MEDIUM; else LOW. The share is of the models that answered.
+pub fn risk(voters: usize, fake: usize, average_confidence: f64) -> Risk {
+    if voters == 0 {
         return Risk::Unknown;
     }
     if fake == 0 {
         return Risk::Low;
     }
-    let share = fake as f64 / completed as f64;
+    let share = fake as f64 / voters as f64;
     if share >= 0.6 && average_confidence > 0.7 {
         Risk::High
     } else if share >= 0.4 {
@@ -180,7 +183,9 @@ mod tests {
         let mut c = analysis(AnalysisStatus::Completed, "REAL", 0.8, None);
         c.model_name = "C".into();
         let s = Summary::of(&[a, b, c]);
-        assert_eq!((s.completed, s.fake, s.real), (3, 1, 1));
+        assert_eq!((s.completed, s.voters, s.fake, s.real), (3, 2, 1, 1));
+        // Risk is the share of FAKE among the models that answered: 1 of 2, not 1 of 3.
+        assert_eq!(s.risk(), Risk::Medium);
     }
 
     #[test]

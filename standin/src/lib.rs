@@ -145,6 +145,19 @@ async fn fallback(uri: Uri, headers: HeaderMap) -> Response {
     ApiError::NotFound.into_response()
 }
 
+/// Serves in this process, on a free loopback port, for as long as the process runs (tests,
+/// benchmarks, embedding); the address it listens on.
+pub async fn spawn_local(config: Config) -> std::io::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = serve_with_shutdown(config, listener, std::future::pending()).await {
+            tracing::error!(error = %format!("{e:#}"), "ML stand-in stopped");
+        }
+    });
+    Ok(addr)
+}
+
 /// Serves until SIGTERM or Ctrl-C, then finishes in-flight calls (at most a few seconds).
 pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<()> {
     serve_with_shutdown(config, listener, shutdown_signal()).await

@@ -275,9 +275,7 @@ async fn main() -> anyhow::Result<()> {
     let mut standin = drishtiksha_standin::Config::new(ML_KEY);
     standin.latency_scale = 0.0;
     standin.catalogue = Catalogue::parse(IMAGE_MODELS, Format::Json)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let ml_url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(drishtiksha_standin::serve_with_shutdown(standin, listener, std::future::pending()));
+    let ml_url = format!("http://{}", drishtiksha_standin::spawn_local(standin).await?);
 
     let storage_root = std::env::temp_dir().join(format!("drishtiksha-bench-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(storage_root.join("images"))?;

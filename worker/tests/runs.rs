@@ -126,6 +126,18 @@ async fn the_first_completed_model_makes_the_run_partially_analyzed_and_counts_f
 }
 
 #[tokio::test]
+async fn a_run_whose_first_completed_model_is_its_last_goes_from_processing_to_analyzed() {
+    let (_, pool) = fresh_database().await.expect("db");
+    let run = new_run(&pool, None, 1).await;
+    runs::start(&pool, run.run_id, &models(&["A"])).await.expect("start");
+    runs::begin_attempt(&pool, run.run_id, "A", 1).await.expect("attempt");
+    runs::complete_model(&pool, run.run_id, "A", 1, &result("REAL")).await.expect("complete");
+    assert_eq!(statuses(&pool, &run).await, (RunStatus::Processing, RunStatus::Processing, 1, 0));
+    runs::finalize(&pool, run.run_id, Finalization::Finish { error: None }).await.expect("finalize");
+    assert_eq!(statuses(&pool, &run).await.0, RunStatus::Analyzed);
+}
+
+#[tokio::test]
 async fn finalizing_applies_the_usual_rule_once_and_a_terminal_run_never_moves() {
     let (_, pool) = fresh_database().await.expect("db");
     let run = new_run(&pool, None, 1).await;

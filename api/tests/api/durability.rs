@@ -38,9 +38,7 @@ impl Stack {
         standin.catalogue =
             drishtiksha_standin::catalogue::Catalogue::parse(CATALOGUE, drishtiksha_standin::catalogue::Format::Json)
                 .expect("catalogue");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let ml = listener.local_addr().expect("addr");
-        tokio::spawn(drishtiksha_standin::serve_with_shutdown(standin, listener, std::future::pending()));
+        let ml = drishtiksha_standin::spawn_local(standin).await.expect("stand-in");
         let port = free_port();
         let mut env = base_env(&db_url, &redis.url());
         for (k, v) in [

@@ -19,10 +19,7 @@ const ML_KEY: &str = "monitoring-test-key";
 async fn standin() -> SocketAddr {
     let mut config = drishtiksha_standin::Config::new(ML_KEY);
     config.latency_scale = 0.0;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(drishtiksha_standin::serve_with_shutdown(config, listener, std::future::pending()));
-    addr
+    drishtiksha_standin::spawn_local(config).await.expect("stand-in")
 }
 
 /// A stand-in for ML servers that misbehave in one particular way.

@@ -56,9 +56,7 @@ async fn stack(api_env: &[(&'static str, &str)], turn: Turn) -> Stack {
             .expect("catalogue");
     standin.redis_url = Some(redis.url());
     standin.latency_scale = 0.0;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let ml = listener.local_addr().expect("addr");
-    tokio::spawn(drishtiksha_standin::serve_with_shutdown(standin, listener, std::future::pending()));
+    let ml = drishtiksha_standin::spawn_local(standin).await.expect("stand-in");
     let app = TestApp::builder()
         .turn(turn)
         .temporal(Temporal::Dev)

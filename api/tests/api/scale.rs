@@ -61,9 +61,7 @@ async fn two_apis_and_two_workers_finish_every_run_when_a_worker_dies_mid_batch(
         drishtiksha_standin::catalogue::Catalogue::parse(CATALOGUE, drishtiksha_standin::catalogue::Format::Json)
             .expect("catalogue");
     standin.redis_url = Some(redis.url());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let ml = listener.local_addr().expect("addr");
-    tokio::spawn(drishtiksha_standin::serve_with_shutdown(standin, listener, std::future::pending()));
+    let ml = drishtiksha_standin::spawn_local(standin).await.expect("stand-in");
 
     let mut env = base_env(&db_url, &redis.url());
     env.extend(s3.env(&bucket));

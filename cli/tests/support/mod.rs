@@ -51,9 +51,7 @@ impl Stack {
             drishtiksha_standin::catalogue::Catalogue::parse(catalogue, drishtiksha_standin::catalogue::Format::Json)
                 .expect("catalogue");
         standin.redis_url = Some(redis.url());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let ml = listener.local_addr().expect("addr");
-        tokio::spawn(drishtiksha_standin::serve_with_shutdown(standin, listener, std::future::pending()));
+        let ml = drishtiksha_standin::spawn_local(standin).await.expect("stand-in");
 
         let dir = std::env::temp_dir().join(format!("drishtiksha-cli-test-{}", Uuid::new_v4().simple()));
         let storage = dir.join("storage");

@@ -136,7 +136,7 @@ async fn mirror_on_media(conn: &mut PgConnection, run: &RunContext, status: RunS
 /// Writes current counts and the in-flight status (§3.6) of a run being analysed.
 async fn refresh_in_flight(conn: &mut PgConnection, run: &RunContext) -> Result<RunStatus, sqlx::Error> {
     let c = counts(conn, run.run_id).await?;
-    let status = RunStatus::in_flight_for(c.completed);
+    let status = RunStatus::in_flight_for(c.completed, c.unfinished, run.run_status);
     sqlx::query!(
         "UPDATE analysis_runs SET status = $2, completed_count = $3, failed_count = $4 WHERE id = $1",
         run.run_id,

@@ -40,8 +40,6 @@ impl Pipeline {
         front: Option<Front>,
     ) -> Self {
         let redis = RedisServer::start().await.expect("redis-server");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind stand-in");
-        let mut ml_addr = listener.local_addr().expect("addr");
         let channel = format!("media-progress-test-{}", uuid::Uuid::new_v4().simple());
         let mut ml = drishtiksha_standin::Config::new("test-ml-key");
         ml.latency_scale = latency_scale;
@@ -52,7 +50,7 @@ impl Pipeline {
                 drishtiksha_standin::catalogue::Catalogue::parse(c, drishtiksha_standin::catalogue::Format::Json)
                     .expect("catalogue");
         }
-        tokio::spawn(drishtiksha_standin::serve_with_shutdown(ml, listener, std::future::pending()));
+        let mut ml_addr = drishtiksha_standin::spawn_local(ml).await.expect("stand-in");
         if let Some(front) = front {
             ml_addr = front(ml_addr).await;
         }
