@@ -21,6 +21,30 @@ pub const ONE_ACTIVE_RUN_PER_MEDIA: &str = "analysis_runs_one_active_per_media";
 /// Two runs of one media raced for the same run number.
 pub const RUN_NUMBER_UNIQUE: &str = "analysis_runs_media_id_run_number_key";
 
+/// The [`MediaRow`] of a query record that selects the media columns (each `query!` record is a
+/// type of its own). Moves only those fields out of `$r`.
+macro_rules! media_row {
+    ($r:ident) => {
+        MediaRow {
+            id: $r.id,
+            filename: $r.filename,
+            url: $r.url,
+            storage_key: $r.storage_key,
+            mimetype: $r.mimetype,
+            size: $r.size,
+            description: $r.description,
+            status: $r.status,
+            media_type: $r.media_type,
+            has_audio: $r.has_audio,
+            metadata: $r.metadata,
+            user_id: $r.user_id,
+            created_at: $r.created_at,
+            updated_at: $r.updated_at,
+            latest_analysis_run_id: $r.latest_analysis_run_id,
+        }
+    };
+}
+
 struct MediaRow {
     id: Uuid,
     filename: String,
@@ -223,23 +247,7 @@ pub async fn load_full(db: &sqlx::PgPool, id: Uuid, owner: Option<Uuid>) -> Resu
     .await?;
     let Some(r) = row else { return Ok(None) };
     let user = MediaUser { id: r.user_id, first_name: r.first_name, last_name: r.last_name, email: r.email };
-    let mut media = Media::from(MediaRow {
-        id: r.id,
-        filename: r.filename,
-        url: r.url,
-        storage_key: r.storage_key,
-        mimetype: r.mimetype,
-        size: r.size,
-        description: r.description,
-        status: r.status,
-        media_type: r.media_type,
-        has_audio: r.has_audio,
-        metadata: r.metadata,
-        user_id: r.user_id,
-        created_at: r.created_at,
-        updated_at: r.updated_at,
-        latest_analysis_run_id: r.latest_analysis_run_id,
-    });
+    let mut media = Media::from(media_row!(r));
     let runs = sqlx::query_as!(
         RunRow,
         r#"SELECT id, media_id, run_number, status AS "status: RunStatus", total_models, completed_count,
@@ -288,23 +296,7 @@ pub async fn list_for_user(db: &sqlx::PgPool, user_id: Uuid) -> Result<Vec<Media
         .into_iter()
         .map(|r| {
             let runs = latest.remove(&r.id).into_iter().collect();
-            let mut media = Media::from(MediaRow {
-                id: r.id,
-                filename: r.filename,
-                url: r.url,
-                storage_key: r.storage_key,
-                mimetype: r.mimetype,
-                size: r.size,
-                description: r.description,
-                status: r.status,
-                media_type: r.media_type,
-                has_audio: r.has_audio,
-                metadata: r.metadata,
-                user_id: r.user_id,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-                latest_analysis_run_id: r.latest_analysis_run_id,
-            });
+            let mut media = Media::from(media_row!(r));
             media.user =
                 Some(MediaUser { id: r.user_id, first_name: r.first_name, last_name: r.last_name, email: r.email });
             media.analysis_runs = Some(runs);
