@@ -616,12 +616,10 @@ impl AnalysisActivities {
             FinalizeHow::Finish { error } => Finalization::Finish { error },
             FinalizeHow::Cancel => Finalization::Cancel,
         };
-        match runs::finalize(&self.db, input.run_id, how).await? {
+        match events::finalize_run(&self.db, &self.events, input.run_id, how).await? {
             Some(f) => {
-                metrics::RUNS_FINISHED.with_label_values(&[f.status.as_str()]).inc();
                 tracing::info!(workflow_id = workflow_id(&ctx), run_id = %f.run_id, media.id = %f.media_id,
                     status = %f.status, completed = f.completed, failed = f.failed, "run finalized");
-                self.events.publish(&events::run_finalized(&f)).await;
                 Ok(Some(RunSummary {
                     status: f.status,
                     total_models: f.total_models,

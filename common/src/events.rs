@@ -116,6 +116,22 @@ async fn try_publish(redis: &RedisHandle, channel: &str, msg: &ProgressMessage) 
     Ok(())
 }
 
+/// Finalizes a run ([`crate::db::runs::finalize`]), counts it in
+/// `drishtiksha_runs_finished_total` and publishes its run-level event: what every finalization
+/// does, whether the workflow, the reconciler or a cancel of a run that never started makes it.
+/// `None` when the run was already terminal (nothing counted, nothing published).
+pub async fn finalize_run(
+    db: &sqlx::PgPool,
+    events: &EventPublisher,
+    run_id: Uuid,
+    how: crate::db::runs::Finalization,
+) -> Result<Option<crate::db::runs::FinalizedRun>, sqlx::Error> {
+    let Some(finalized) = crate::db::runs::finalize(db, run_id, how).await? else { return Ok(None) };
+    crate::metrics::RUNS_FINISHED.with_label_values(&[finalized.status.as_str()]).inc();
+    events.publish(&run_finalized(&finalized)).await;
+    Ok(Some(finalized))
+}
+
 /// The run-level event of docs/contract.md §7.2 (ANALYSIS_COMPLETE / ANALYSIS_FAILED / ANALYSIS_CANCELLED with finalStatus…).
 pub fn run_finalized(f: &crate::db::runs::FinalizedRun) -> ProgressMessage {
     use crate::model::RunStatus;

@@ -12,7 +12,7 @@ use temporalio_client::errors::WorkflowInteractionError;
 use temporalio_client::{Client, UntypedWorkflow, WorkflowDescribeOptions, WorkflowExecutionStatus};
 use uuid::Uuid;
 
-use crate::db::runs::{self, Finalization};
+use crate::db::runs::Finalization;
 use crate::events::{self, EventPublisher};
 use crate::{MediaType, RunStatus, messages, workflow};
 
@@ -230,13 +230,13 @@ impl Reconciler {
         age: Duration,
     ) -> anyhow::Result<bool> {
         let Some(how) = action_for(state, age, self.missing_grace) else { return Ok(false) };
-        let Some(finalized) = runs::finalize(&self.db, run_id, how).await? else { return Ok(false) };
-        crate::metrics::RUNS_FINISHED.with_label_values(&[finalized.status.as_str()]).inc();
+        let Some(finalized) = events::finalize_run(&self.db, &self.events, run_id, how).await? else {
+            return Ok(false);
+        };
         tracing::info!(
             run.id = %run_id, workflow_id, media.id = %finalized.media_id, status = %finalized.status,
             reason = ?finalized.error_message, "run finalized by the reconciler"
         );
-        self.events.publish(&events::run_finalized(&finalized)).await;
         Ok(true)
     }
 }

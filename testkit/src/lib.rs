@@ -297,18 +297,15 @@ impl TemporalDevServer {
 
     /// A client of the `default` namespace on this server.
     pub async fn client(&self) -> anyhow::Result<temporalio_client::Client> {
-        let target = url::Url::parse(&format!("http://{}", self.address()))?;
-        let options = temporalio_client::ConnectionOptions::new(target)
-            .identity("drishtiksha-testkit".to_string())
-            .connect_timeout(Duration::from_secs(5))
-            .build();
-        let client = temporalio_client::Client::connect(
-            options,
-            temporalio_client::ClientOptions::new("default".to_string()).build(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to the Temporal dev server at {}: {e}", self.address()))?;
-        Ok(client)
+        let config = drishtiksha_common::config::TemporalConfig {
+            address: temporalio_client::Url::parse(&format!("http://{}", self.address()))?,
+            namespace: "default".to_string(),
+            task_queue: drishtiksha_common::config::DEFAULT_TASK_QUEUE.to_string(),
+            inference_task_queue: format!("{}-inference", drishtiksha_common::config::DEFAULT_TASK_QUEUE),
+            api_key: None,
+            tls: false,
+        };
+        drishtiksha_common::temporal::connect(&config, "drishtiksha-testkit").await
     }
 
     /// Kills the server (its state stays in the file of a persistent server).

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use drishtiksha_common::db::runs::{self, Finalization};
+use drishtiksha_common::db::runs::Finalization;
 use drishtiksha_common::events;
 pub use drishtiksha_common::reconcile::RunToStart;
 use drishtiksha_common::workflow::Cancelled;
@@ -86,10 +86,8 @@ pub async fn cancel(state: &AppState, workflow_id: &str, reason: &str) -> anyhow
 /// later finds it finished and does nothing. A start that raced in since the first request is
 /// asked to cancel too.
 pub async fn cancel_unstarted(state: &AppState, run_id: Uuid, workflow_id: &str, reason: &str) -> anyhow::Result<()> {
-    if let Some(finalized) = runs::finalize(&state.db, run_id, Finalization::Cancel).await? {
-        drishtiksha_common::metrics::RUNS_FINISHED.with_label_values(&[finalized.status.as_str()]).inc();
+    if events::finalize_run(&state.db, &state.events, run_id, Finalization::Cancel).await?.is_some() {
         tracing::info!(run.id = %run_id, "queued run cancelled before its workflow started");
-        state.events.publish(&events::run_finalized(&finalized)).await;
     }
     cancel(state, workflow_id, reason).await.map(|_| ())
 }
